@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Install, initialize on first run (printing the URL and the first admin's credentials once), and serve
+# with the embedded defaults: SQLite in ./healthway-data, HTTP on 8080, MLLP on 2575, SFTP on 2222.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+.venv/bin/healthway init --if-needed --org "${HEALTHWAY_ORG_NAME:-My Organization}" \
+  --admin-email "${HEALTHWAY_ADMIN_EMAIL:-admin@example.org}"
+exec .venv/bin/healthway serve

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install everything, then lint, type-check and run the whole test suite (SQLite and PostgreSQL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh --test
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+.venv/bin/mypy
+# pytest exits 5 when it collects no test: that fails here, as it should.
+exec .venv/bin/pytest "$@"

@@ -1,0 +1,3 @@
+from healthway.cli import main
+
+main()

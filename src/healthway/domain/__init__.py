@@ -1,0 +1,1 @@
+"""Pure logic: no framework, no SQL, no sockets."""

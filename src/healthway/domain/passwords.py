@@ -1,0 +1,43 @@
+"""Human passwords: argon2id, at least 12 characters, not a common password, no composition rules (NIST 800-63B)."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from healthway.errors import InvalidRequest
+
+MIN_LENGTH = 12
+MAX_LENGTH = 1024  # argon2 hashes anything, but an unbounded input is a denial-of-service lever
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    text = resources.files("healthway.domain").joinpath("common_passwords.txt").read_text()
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip())
+
+
+def check_policy(password: str) -> None:
+    if len(password) < MIN_LENGTH:
+        raise InvalidRequest(f"password must be at least {MIN_LENGTH} characters")
+    if len(password) > MAX_LENGTH:
+        raise InvalidRequest(f"password must be at most {MAX_LENGTH} characters")
+    if password.lower() in _common_passwords():
+        raise InvalidRequest("password is too common; choose another")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> tuple[bool, str | None]:
+    """(matches, new hash when the stored one uses outdated parameters)."""
+    try:
+        _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False, None
+    return True, hash_password(password) if _hasher.check_needs_rehash(password_hash) else None

@@ -1,0 +1,123 @@
+"""Healthway's one exception tree. Each class knows its wire code and HTTP status.
+
+    HealthwayError                      500 internal_error
+     ├── ConfigurationError             startup/CLI problems: bad settings, unreachable database, busy port
+     ├── StorageUnavailable             503 storage_unavailable
+     ├── InvalidRequest                 400 invalid_request
+     │    └── UnknownEnvironment        400 unknown_environment
+     ├── Unauthenticated                401 unauthenticated
+     ├── PermissionDenied               403 forbidden
+     ├── NotFound                       404 not_found
+     ├── Conflict                       409 conflict
+     │    └── AlreadyInitialized        409 already_initialized
+     ├── PayloadTooLarge                413 payload_too_large
+     ├── UnprocessableEntity            422 unprocessable_entity
+     ├── RateLimited                    429 rate_limited
+     └── OAuthError                     RFC 6749 errors, rendered as {"error", "error_description"}
+          ├── InvalidClient             401 invalid_client
+          ├── OAuthInvalidRequest       400 invalid_request
+          ├── UnsupportedGrantType      400 unsupported_grant_type
+          └── InvalidScope              400 invalid_scope
+
+Messages are shown to callers: they never contain secrets, and never echo what was sent.
+"""
+
+from __future__ import annotations
+
+
+class HealthwayError(Exception):
+    code = "internal_error"
+    status_code = 500
+
+    def __init__(self, message: str = "internal server error") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(HealthwayError):
+    code = "configuration_error"
+
+
+class StorageUnavailable(HealthwayError):
+    code = "storage_unavailable"
+    status_code = 503
+
+
+class InvalidRequest(HealthwayError):
+    code = "invalid_request"
+    status_code = 400
+
+
+class UnknownEnvironment(InvalidRequest):
+    code = "unknown_environment"
+
+
+class Unauthenticated(HealthwayError):
+    code = "unauthenticated"
+    status_code = 401
+
+
+class PermissionDenied(HealthwayError):
+    code = "forbidden"
+    status_code = 403
+
+
+class NotFound(HealthwayError):
+    code = "not_found"
+    status_code = 404
+
+
+class Conflict(HealthwayError):
+    code = "conflict"
+    status_code = 409
+
+
+class AlreadyInitialized(Conflict):
+    code = "already_initialized"
+
+
+class PayloadTooLarge(HealthwayError):
+    code = "payload_too_large"
+    status_code = 413
+
+
+class UnprocessableEntity(HealthwayError):
+    code = "unprocessable_entity"
+    status_code = 422
+
+
+class RateLimited(HealthwayError):
+    code = "rate_limited"
+    status_code = 429
+
+    def __init__(self, message: str, *, limit: int, remaining: int, reset_at: int, retry_after: int) -> None:
+        super().__init__(message)
+        self.limit, self.remaining, self.reset_at, self.retry_after = limit, remaining, reset_at, retry_after
+
+
+class OAuthError(HealthwayError):
+    """An RFC 6749 §5.2 error; ``code`` is the ``error`` member of the body."""
+
+    code = "invalid_request"
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        # The description goes into a JSON body and sometimes a header: no control characters.
+        super().__init__(" ".join(message.split()))
+
+
+class InvalidClient(OAuthError):
+    code = "invalid_client"
+    status_code = 401
+
+
+class OAuthInvalidRequest(OAuthError):
+    code = "invalid_request"
+
+
+class UnsupportedGrantType(OAuthError):
+    code = "unsupported_grant_type"
+
+
+class InvalidScope(OAuthError):
+    code = "invalid_scope"

@@ -1,0 +1,66 @@
+"""Permission checks. Every service calls ``require`` itself; the HTTP layer is not the only guard."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.domain.actors import Actor, ActorType
+from healthway.domain.environments import EnvironmentName
+from healthway.domain.permissions import (
+    ENV_PERMISSIONS,
+    ORG_ROLE_PERMISSIONS,
+    EnvRole,
+    OrgRole,
+    Permission,
+    env_permissions,
+)
+from healthway.errors import NotFound, PermissionDenied
+from healthway.storage.models import Environment, EnvironmentRole, Membership
+
+
+def org_role(session: Session, actor: Actor, organization_id: str) -> OrgRole | None:
+    if actor.type is not ActorType.USER:
+        return None
+    role = session.scalar(
+        sa.select(Membership.role).where(Membership.user_id == actor.id, Membership.organization_id == organization_id)
+    )
+    return OrgRole(role) if role else None
+
+
+def env_role(session: Session, actor: Actor, environment_id: str) -> EnvRole | None:
+    if actor.type is not ActorType.USER:
+        return None
+    role = session.scalar(
+        sa.select(EnvironmentRole.role).where(
+            EnvironmentRole.user_id == actor.id, EnvironmentRole.environment_id == environment_id
+        )
+    )
+    return EnvRole(role) if role else None
+
+
+def require_org(session: Session, actor: Actor, permission: Permission, organization_id: str) -> None:
+    """Organization-wide permission. Not a member at all → NotFound, so other organizations stay invisible."""
+    if actor.is_operator:
+        return
+    role = org_role(session, actor, organization_id)
+    if role is None:
+        raise NotFound("organization not found")
+    if permission not in ORG_ROLE_PERMISSIONS[role]:
+        raise PermissionDenied(f"missing permission {permission}")
+
+
+def env_allows(session: Session, actor: Actor, permission: Permission, environment: Environment) -> bool:
+    if actor.is_operator:
+        return True
+    return permission in env_permissions(env_role(session, actor, environment.id), EnvironmentName(environment.name))
+
+
+def require_env(session: Session, actor: Actor, permission: Permission, environment: Environment) -> None:
+    """Environment permission. Not a member of the environment's organization → NotFound (never leak existence)."""
+    assert permission in ENV_PERMISSIONS, f"{permission} is not an environment permission"
+    if env_allows(session, actor, permission, environment):
+        return
+    if org_role(session, actor, environment.organization_id) is None:
+        raise NotFound("not found")
+    raise PermissionDenied(f"missing permission {permission} in {environment.name}")

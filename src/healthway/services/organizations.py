@@ -1,0 +1,118 @@
+"""Organizations, their environments, and first-run initialization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.domain.actors import Actor
+from healthway.domain.audit import AuditAction
+from healthway.domain.environments import EnvironmentName, parse_environment
+from healthway.domain.permissions import EnvRole, OrgRole, Permission
+from healthway.errors import AlreadyInitialized, InvalidRequest, NotFound, PermissionDenied
+from healthway.services import audit, authz, users
+from healthway.storage.models import Environment, Membership, Organization
+
+
+@dataclass(frozen=True)
+class NewOrganization:
+    organization: Organization
+    owner_email: str
+    owner_password: str | None  # only when the owner is a new user with a generated password
+
+
+def get(session: Session, organization_id: str) -> Organization | None:
+    return session.get(Organization, organization_id)
+
+
+def resolve(session: Session, organization_id: str | None) -> Organization:
+    """The given organization, or the only one when none is given (the common single-tenant case)."""
+    if organization_id:
+        org = get(session, organization_id)
+        if org is None:
+            raise NotFound(f"organization {organization_id[:40]!r} not found")
+        return org
+    orgs = list(session.scalars(sa.select(Organization).limit(2)))
+    if not orgs:
+        raise NotFound("no organization yet; run `healthway init` first")
+    if len(orgs) > 1:
+        raise InvalidRequest("several organizations exist; name one with --org")
+    return orgs[0]
+
+
+def environment(session: Session, organization_id: str, name: str) -> Environment:
+    env_name = parse_environment(name)
+    env = session.scalar(
+        sa.select(Environment).where(Environment.organization_id == organization_id, Environment.name == env_name.value)
+    )
+    assert env is not None, "every organization has its three environments"
+    return env
+
+
+def environments(session: Session, organization_id: str) -> list[Environment]:
+    return list(session.scalars(sa.select(Environment).where(Environment.organization_id == organization_id)))
+
+
+def is_initialized(session: Session) -> bool:
+    return session.scalar(sa.select(sa.func.count()).select_from(Organization)) != 0
+
+
+def create(
+    session: Session, *, actor: Actor, name: str, owner_email: str, owner_password: str | None = None
+) -> NewOrganization:
+    """An organization with its three environments; the owner gets org role ``owner`` and ``admin`` everywhere.
+
+    Only the installation's operator creates organizations.
+    """
+    if not actor.is_operator:
+        raise PermissionDenied("only the installation's operator creates organizations")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("organization name must be 1 to 200 characters")
+    org = Organization(name=name)
+    session.add(org)
+    session.flush()
+    envs = [Environment(organization_id=org.id, name=e.value) for e in EnvironmentName]
+    session.add_all(envs)
+    owner, password = users.find_or_create(session, email=owner_email, password=owner_password)
+    session.add(Membership(user_id=owner.id, organization_id=org.id, role=OrgRole.OWNER.value))
+    session.flush()
+    for env in envs:
+        users.assign_env_role(session, user=owner, environment=env, role=EnvRole.ADMIN)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.ORG_CREATE,
+        organization_id=org.id,
+        subject_type="organization",
+        subject_id=org.id,
+        summary={"name": name, "owner": owner.email},
+    )
+    return NewOrganization(org, owner.email, password)
+
+
+def initialize(
+    session: Session, *, actor: Actor, name: str, admin_email: str, admin_password: str | None
+) -> NewOrganization:
+    """First run only: refuses when any organization exists."""
+    if is_initialized(session):
+        raise AlreadyInitialized("already initialized: an organization exists (use `healthway org create` for more)")
+    return create(session, actor=actor, name=name, owner_email=admin_email, owner_password=admin_password)
+
+
+def set_allow_legacy_keys(session: Session, *, actor: Actor, organization: Organization, allow: bool) -> None:
+    authz.require_org(session, actor, Permission.ORG_UPDATE, organization.id)
+    if organization.allow_legacy_keys == allow:
+        return
+    organization.allow_legacy_keys = allow
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.ORG_UPDATE,
+        organization_id=organization.id,
+        subject_type="organization",
+        subject_id=organization.id,
+        summary={"allow_legacy_keys": allow},
+    )

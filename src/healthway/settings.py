@@ -1,0 +1,72 @@
+"""Configuration: one frozen Settings object built from ``HEALTHWAY_*`` variables (or ``.env``).
+
+Built once in the entry point and passed down; nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 2**20
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_duration(value: object) -> object:
+    """Accept seconds (``86400``) or a number with a unit (``24h``, ``30m``, ``500ms``)."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return float(match[1]) * _UNIT_SECONDS[match[2]]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
+class Settings(BaseSettings):
+    """Every setting DESIGN §6 names; a port of 0 disables that listener."""
+
+    model_config = SettingsConfigDict(env_prefix="HEALTHWAY_", env_file=".env", frozen=True, extra="ignore")
+
+    data_dir: Path = Path("./healthway-data")
+    database_url: str | None = None  # default: sqlite:///<data dir>/healthway.db
+    public_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    http_port: Port = 8080
+    mllp_port: Port = 2575
+    sftp_port: Port = 2222
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    mllp_tls_cert: Path | None = None
+    mllp_tls_key: Path | None = None
+    max_message_bytes: int | None = Field(default=None, gt=0)
+    request_timeout: Seconds = 30.0
+    delivery_max_age: Seconds = 24 * 3600.0
+    redis_url: str | None = None
+    allow_private_jwks_urls: bool = False
+    rate_limit_per_address: str = "10000/5 minutes"
+    rate_limit_per_source: str = "10000/5 minutes"
+    log_level: str = "info"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'healthway.db'}"
+
+    @property
+    def token_url(self) -> str:
+        """The one audience client assertions must name; never derived from a request's Host header."""
+        return f"{self.public_url.rstrip('/')}/v2/auth/token"
+
+    @property
+    def http_max_bytes(self) -> int:
+        return self.max_message_bytes or 40 * MIB
+
+    @property
+    def stream_max_bytes(self) -> int:
+        """MLLP and SFTP."""
+        return self.max_message_bytes or 30 * MIB

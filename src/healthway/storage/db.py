@@ -1,0 +1,141 @@
+"""Engine, sessions and migrations for SQLite (embedded default) and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from healthway.errors import ConfigurationError, StorageUnavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Our URLs carry no driver (DESIGN §6); these are the drivers we pick.
+DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+
+
+def parse_url(raw: str) -> URL:
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigurationError("HEALTHWAY_DATABASE_URL is not a database URL") from None
+    backend = url.drivername.split("+", 1)[0]
+    if backend not in DRIVERS:
+        raise ConfigurationError(
+            f"unsupported database scheme {backend!r} in HEALTHWAY_DATABASE_URL (use sqlite:// or postgresql://)"
+        )
+    return url.set(drivername=DRIVERS[backend])
+
+
+def describe(url: URL) -> str:
+    """The URL without its password, for messages."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite database {url.database}"
+    return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run while one writer commits; FULL makes each commit durable (acknowledged = on disk).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Database:
+    """One engine and its session factory. Use ``session()`` as a unit of work: commit on success."""
+
+    def __init__(self, raw_url: str) -> None:
+        self.url = parse_url(raw_url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self._prepare_sqlite_dir()
+            # isolation_level=None hands transaction control to us: every unit of work starts with
+            # BEGIN IMMEDIATE, so writers queue on the busy timeout instead of failing on a lock upgrade.
+            self.engine: Engine = sa.create_engine(
+                self.url, connect_args={"check_same_thread": False, "isolation_level": None}
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        else:
+            self.engine = sa.create_engine(
+                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+            )
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _prepare_sqlite_dir(self) -> None:
+        if not self.url.database or self.url.database == ":memory:":
+            raise ConfigurationError("an in-memory SQLite database cannot be shared; give a file path")
+        directory = Path(self.url.database).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create data directory {directory}: {exc.strerror}") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"data directory {directory} is not writable")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: everything inside commits together, or nothing does."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+
+    def check_reachable(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise ConfigurationError(f"cannot connect to {describe(self.url)}: {_first_line(exc)}") from None
+
+    def is_ready(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
+
+    # -- migrations ---------------------------------------------------------------------------------------
+    def _alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["engine"] = self.engine
+        return config
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent)."""
+        self.check_reachable()
+        if self.current_revision() != self.head_revision():
+            command.upgrade(self._alembic_config(), "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None) or exc
+    text = str(original).strip().splitlines()
+    return text[0] if text else type(original).__name__

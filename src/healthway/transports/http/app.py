@@ -1,0 +1,45 @@
+"""The HTTP application: one FastAPI app whose lifespan also runs the other listeners and workers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+
+from healthway import __version__
+from healthway.app import Healthway
+from healthway.transports.http import errors, health
+from healthway.transports.http.middleware import RequestMiddleware
+
+log = structlog.get_logger("healthway")
+
+
+def create_app(hw: Healthway) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        started = []
+        try:
+            for listener in hw.listeners:
+                await listener.start()
+                started.append(listener)
+                log.info("listener started", listener=listener.name)
+            yield
+        finally:
+            for listener in reversed(started):
+                await listener.stop()
+
+    app = FastAPI(
+        title="Healthway",
+        version=__version__,
+        description="Health data exchange gateway: Platform API, OAuth token endpoint and data intake.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.healthway = hw
+    errors.install(app)
+    app.include_router(health.router)
+    app.add_middleware(RequestMiddleware, registry=hw.metrics)
+    return app

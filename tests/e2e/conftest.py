@@ -1,0 +1,101 @@
+"""Run the real ``healthway`` command and server as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+HEALTHWAY = str(Path(sys.executable).parent / "healthway")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cli:
+    env: dict[str, str]
+    cwd: Path
+
+    def run(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [HEALTHWAY, *args],
+            capture_output=True,
+            text=True,
+            env={**self.env, **env},
+            cwd=self.cwd,
+            timeout=60,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(f"healthway {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+        return result
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """A CLI whose environment points at a fresh data directory (SQLite) and free ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWAY_")}
+    env |= {
+        "HEALTHWAY_DATA_DIR": str(tmp_path / "data"),
+        "HEALTHWAY_HTTP_PORT": str(free_port()),
+        "HEALTHWAY_MLLP_PORT": str(free_port()),
+        "HEALTHWAY_SFTP_PORT": str(free_port()),
+    }
+    return Cli(env, tmp_path)
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(cli: Cli, **env: str) -> Server:
+    port = env.get("HEALTHWAY_HTTP_PORT", cli.env["HEALTHWAY_HTTP_PORT"])
+    log_path = cli.cwd / f"serve-{port}.log"  # a file, not a pipe: a full pipe would block the server
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([HEALTHWAY, "serve"], env={**cli.env, **env}, cwd=cli.cwd, stdout=log, stderr=log)
+    server = Server(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited early ({process.returncode}):\n{server.log}")
+        try:
+            if httpx.get(f"{server.base_url}/readyz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail("server did not become ready within 30 s")
+
+
+@pytest.fixture
+def server(cli: Cli) -> Iterator[Server]:
+    srv = start_server(cli)
+    yield srv
+    if srv.process.poll() is None:
+        srv.process.kill()
+        srv.process.wait()

@@ -1,0 +1,56 @@
+"""``healthway serve`` as a process: readiness, clean shutdown, busy ports, PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sqlite3
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Cli, Server, start_server
+
+
+def test_serve_is_ready_and_stops_cleanly_on_sigterm(server: Server) -> None:
+    ready = httpx.get(f"{server.base_url}/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["database"] is True
+    assert httpx.get(f"{server.base_url}/healthz").json() == {"status": "ok"}
+    assert "healthway_http_requests_total" in httpx.get(f"{server.base_url}/metrics").text
+    assert httpx.get(f"{server.base_url}/nope").json()["error"]["code"] == "not_found"
+    started = time.monotonic()
+    assert server.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_serve_stops_cleanly_on_sigint(server: Server) -> None:
+    assert server.stop(signal.SIGINT) == 0
+
+
+def test_serve_refuses_a_busy_port_without_migrating(cli: Cli) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli.run("serve", check=False, HEALTHWAY_HTTP_PORT=str(port))
+    assert result.returncode != 0
+    assert (
+        result.stderr.strip().splitlines()[-1] == f"error: cannot listen for HTTP on 127.0.0.1:{port}: already in use"
+    )
+    assert "Traceback" not in result.stderr
+    with sqlite3.connect(cli.cwd / "data" / "healthway.db") as conn:  # reachable, but nothing migrated
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone() == (0,)
+
+
+@pytest.mark.postgres
+def test_serve_on_postgresql(cli: Cli, postgres_url: str) -> None:
+    srv = start_server(cli, HEALTHWAY_DATABASE_URL=postgres_url)
+    try:
+        assert httpx.get(f"{srv.base_url}/readyz").json()["checks"]["database"] is True
+        init = cli.run(
+            "init", "--admin-email", "pg@example.org", "--json", "--if-needed", HEALTHWAY_DATABASE_URL=postgres_url
+        )
+        assert init.returncode == 0
+    finally:
+        assert srv.stop() == 0
