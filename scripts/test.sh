@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh --test
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check
+.venv/bin/ruff format --check
 .venv/bin/mypy
 # pytest exits 5 when it collects no test: that fails here, as it should.
 exec .venv/bin/pytest "$@"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +20,11 @@ SCRIPTS = ROOT / "scripts"
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def _worker_number() -> int:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(worker.removeprefix("gw") or 0)
+def _free_port() -> int:
+    """A port nobody listens on now: concurrent test runs on one machine must not share PostgreSQL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +32,7 @@ def postgres_url() -> Iterator[str]:
     """A private PostgreSQL server on 127.0.0.1 for this test session (the project's own pg-start.sh)."""
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         pytest.fail("PostgreSQL is not installed: run `bash scripts/install.sh --test`")
-    env = {**os.environ, "PGPORT": str(54329 + _worker_number())}
+    env = {**os.environ, "PGPORT": str(_free_port())}
     run = subprocess.run(["bash", SCRIPTS / "pg-start.sh"], capture_output=True, text=True, env=env, check=False)
     if run.returncode != 0:
         pytest.fail(f"pg-start.sh failed:\n{run.stderr}")

@@ -6,6 +6,7 @@
      ├── InvalidRequest                 400 invalid_request
      │    └── UnknownEnvironment        400 unknown_environment
      ├── Unauthenticated                401 unauthenticated
+     │    └── InvalidToken              401 invalid_token (+ WWW-Authenticate: Bearer)
      ├── PermissionDenied               403 forbidden
      ├── NotFound                       404 not_found
      ├── Conflict                       409 conflict
@@ -55,6 +56,12 @@ class UnknownEnvironment(InvalidRequest):
 class Unauthenticated(HealthwayError):
     code = "unauthenticated"
     status_code = 401
+
+
+class InvalidToken(Unauthenticated):
+    """A data endpoint's bearer token is missing, unknown, expired or revoked (RFC 6750 §3.1)."""
+
+    code = "invalid_token"
 
 
 class PermissionDenied(HealthwayError):

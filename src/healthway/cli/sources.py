@@ -9,6 +9,7 @@ import typer
 from healthway.cli import JsonFlag, OrgOption, app, database_session, emit
 from healthway.domain.actors import CLI
 from healthway.services import organizations, sources
+from healthway.transports.views import source_view
 
 source_app = typer.Typer(help="Sources (sending systems).", no_args_is_help=True)
 app.add_typer(source_app, name="source")
@@ -25,5 +26,5 @@ def source_create(
     with database_session() as session:
         environment = organizations.environment(session, organizations.resolve(session, org).id, env)
         source = sources.create(session, actor=CLI, environment=environment, name=name)
-        result = {"id": source.id, "name": source.name, "environment": environment.name}
+        result = source_view(source, environment)
     emit(result, as_json=as_json, text=f"Created source {source.name!r} ({source.id}) in {environment.name}")

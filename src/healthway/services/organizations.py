@@ -116,3 +116,13 @@ def set_allow_legacy_keys(session: Session, *, actor: Actor, organization: Organ
         subject_id=organization.id,
         summary={"allow_legacy_keys": allow},
     )
+
+
+def memberships_of(session: Session, actor: Actor) -> dict[str, Organization]:
+    """The organizations a user belongs to, by ID."""
+    rows = session.scalars(
+        sa.select(Organization)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == actor.id)
+    )
+    return {org.id: org for org in rows}

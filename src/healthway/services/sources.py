@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
-from healthway.errors import InvalidRequest
+from healthway.errors import Conflict, InvalidRequest
 from healthway.services import audit, authz
-from healthway.storage.models import Environment, Source
+from healthway.storage.models import Environment, Log, Source, Subscription
 
 
 def _check_name(name: str) -> str:
@@ -42,8 +42,44 @@ def find(session: Session, source_id: str) -> tuple[Source, Environment] | None:
     return (row[0], row[1]) if row else None
 
 
-def list_in(session: Session, *, actor: Actor, environment: Environment) -> list[Source]:
-    authz.require_env(session, actor, Permission.SOURCES_READ, environment)
-    return list(
-        session.scalars(sa.select(Source).where(Source.environment_id == environment.id).order_by(Source.created_at))
+def in_environment(environment: Environment) -> sa.Select[Source]:
+    return sa.select(Source).where(Source.environment_id == environment.id)
+
+
+def rename(session: Session, *, actor: Actor, source: Source, environment: Environment, name: str) -> None:
+    authz.require_env(session, actor, Permission.SOURCES_WRITE, environment)
+    old, source.name = source.name, _check_name(name)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.SOURCE_UPDATE,
+        organization_id=environment.organization_id,
+        subject_type="source",
+        subject_id=source.id,
+        summary={"name": [old, source.name]},
+    )
+
+
+def delete(session: Session, *, actor: Actor, source: Source, environment: Environment, force: bool) -> None:
+    """Refused while subscriptions or logs reference the source, unless ``force`` (which deletes them too)."""
+    authz.require_env(session, actor, Permission.SOURCES_WRITE, environment)
+    references = {
+        "subscriptions": session.scalar(
+            sa.select(sa.func.count()).select_from(Subscription).where(Subscription.source_id == source.id)
+        ),
+        "logs": session.scalar(sa.select(sa.func.count()).select_from(Log).where(Log.source_id == source.id)),
+    }
+    in_use = {k: v for k, v in references.items() if v}
+    if in_use and not force:
+        what = ", ".join(f"{n} {k}" for k, n in in_use.items())
+        raise Conflict(f"source is referenced by {what}; delete with force to remove them too")
+    session.delete(source)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.SOURCE_DELETE,
+        organization_id=environment.organization_id,
+        subject_type="source",
+        subject_id=source.id,
+        summary={"name": source.name, "forced": force, **in_use},
     )

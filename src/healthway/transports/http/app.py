@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from healthway import __version__
 from healthway.app import Healthway
-from healthway.transports.http import errors, health
+from healthway.transports.http import errors, health, platform
 from healthway.transports.http.middleware import RequestMiddleware
 
 log = structlog.get_logger("healthway")
@@ -41,5 +41,6 @@ def create_app(hw: Healthway) -> FastAPI:
     app.state.healthway = hw
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(platform.router)
     app.add_middleware(RequestMiddleware, registry=hw.metrics)
     return app

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from healthway.errors import HealthwayError, OAuthError, RateLimited
+from healthway.errors import HealthwayError, InvalidToken, OAuthError, RateLimited
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -50,7 +50,11 @@ def rate_limit_headers(exc: RateLimited) -> dict[str, str]:
 def render(exc: HealthwayError) -> JSONResponse:
     if isinstance(exc, OAuthError):
         return oauth_error_response(exc)
-    headers = rate_limit_headers(exc) if isinstance(exc, RateLimited) else None
+    headers = None
+    if isinstance(exc, RateLimited):
+        headers = rate_limit_headers(exc)
+    elif isinstance(exc, InvalidToken):
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
     return error_response(exc.status_code, exc.code, exc.message, headers)
 
 

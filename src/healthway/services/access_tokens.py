@@ -1,0 +1,131 @@
+"""Bearer tokens for the data endpoints, from OAuth keys (300 s) or legacy keys (24 h).
+
+A token is bound to one environment and to the sources its key may send as. That set is derived from the key
+at each use, so narrowing or deleting a key takes effect at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret
+from healthway.errors import InvalidRequest, PermissionDenied
+from healthway.storage.models import (
+    AccessToken,
+    Environment,
+    LegacyKey,
+    OAuthKey,
+    OAuthKeySource,
+    Source,
+)
+
+MAX_TOKEN_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a valid bearer token allows."""
+
+    environment: Environment
+    scope: str
+    expires_at: datetime
+    oauth_key_id: str | None
+    legacy_api_key: str | None
+    source_ids: frozenset[str] | None  # None: every source of the environment
+
+    def covers(self, source_id: str) -> bool:
+        return self.source_ids is None or source_id in self.source_ids
+
+
+def issue(
+    session: Session,
+    *,
+    environment_id: str,
+    now: datetime,
+    ttl: timedelta,
+    scope: str = "",
+    oauth_key_id: str | None = None,
+    legacy_api_key: str | None = None,
+    family_id: str | None = None,
+) -> tuple[str, AccessToken]:
+    """(the token in clear, its row). Exactly one of ``oauth_key_id`` and ``legacy_api_key`` is given."""
+    assert (oauth_key_id is None) != (legacy_api_key is None)
+    token = new_secret(SecretKind.ACCESS_TOKEN)
+    row = AccessToken(
+        token_digest=digest(token),
+        environment_id=environment_id,
+        oauth_key_id=oauth_key_id,
+        legacy_api_key=legacy_api_key,
+        family_id=family_id,
+        scope=scope,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    session.add(row)
+    return token, row
+
+
+def find(session: Session, token: str) -> AccessToken | None:
+    if not has_kind(token, SecretKind.ACCESS_TOKEN) or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    return session.get(AccessToken, digest(token))
+
+
+def authenticate(session: Session, token: str, *, now: datetime) -> Grant | None:
+    """The token's grant, or None when it is unknown, expired or revoked, or its key is gone or revoked."""
+    row = find(session, token)
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    environment = session.get(Environment, row.environment_id)
+    assert environment is not None
+    if row.oauth_key_id is not None:
+        key = session.get(OAuthKey, row.oauth_key_id)
+        if key is None or key.revoked_at is not None:
+            return None
+        listed = session.scalars(sa.select(OAuthKeySource.source_id).where(OAuthKeySource.key_id == key.id)).all()
+        source_ids = frozenset(listed) if listed else None
+    else:
+        legacy = session.get(LegacyKey, row.legacy_api_key)
+        if legacy is None:
+            return None
+        source_ids = frozenset({legacy.source_id})
+    return Grant(environment, row.scope, row.expires_at, row.oauth_key_id, row.legacy_api_key, source_ids)
+
+
+def revoke(session: Session, token: str, *, now: datetime) -> bool:
+    row = find(session, token)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = now
+    return True
+
+
+def select_source(session: Session, grant: Grant, requested: str | None) -> Source:
+    """The source a request sends as (``Healthway-Source-Id``/``Redox-Source-Id``, DESIGN §3).
+
+    The header may be left out when the grant covers exactly one source; a legacy token ignores a header naming
+    its own source. Missing where needed → 400; a source the key does not cover → 403.
+    """
+    requested = (requested or "").strip() or None
+    if requested is not None:
+        if len(requested) > 64 or not grant.covers(requested):
+            raise PermissionDenied("this token may not send as that source")
+        source = session.get(Source, requested)
+        if source is None or source.environment_id != grant.environment.id:
+            raise PermissionDenied("this token may not send as that source")
+        return source
+    if grant.source_ids is not None:
+        candidates = list(grant.source_ids)
+    else:
+        candidates = list(
+            session.scalars(sa.select(Source.id).where(Source.environment_id == grant.environment.id).limit(2))
+        )
+    if len(candidates) != 1:
+        raise InvalidRequest("name the source with the Healthway-Source-Id header: this token covers several")
+    source = session.get(Source, candidates[0])
+    assert source is not None
+    return source

@@ -1,0 +1,13 @@
+"""The Platform API (``/platform/v1``): JSON management of everything, acting with the caller's roles.
+
+Conventions: lists answer ``{"<plural>": [...], "next_cursor"}``; creates answer 201 with the object the CLI's
+``--json`` prints; 401 without a valid personal access token, 403 for a missing permission, 404 for objects of
+other organizations (their existence is never revealed).
+"""
+
+from fastapi import APIRouter
+
+from healthway.transports.http.platform import sources
+
+router = APIRouter(prefix="/platform/v1")
+router.include_router(sources.router)

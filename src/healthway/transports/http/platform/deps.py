@@ -1,0 +1,60 @@
+"""Shared dependencies of the Platform API: the caller (a user, by personal access token) and paging."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from healthway.app import Healthway
+from healthway.domain.actors import Actor, ActorType
+from healthway.errors import InvalidRequest, NotFound, Unauthenticated
+from healthway.services import organizations, tokens
+from healthway.storage.models import Environment, Organization
+
+
+def get_healthway(request: Request) -> Healthway:
+    hw: Healthway = request.app.state.healthway
+    return hw
+
+
+def current_actor(request: Request) -> Actor:
+    """The user behind ``Authorization: Bearer hwpat_...``; 401 for anything else."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthenticated("a personal access token is required: Authorization: Bearer hwpat_...")
+    hw = get_healthway(request)
+    with hw.db.session() as session:
+        user = tokens.authenticate(session, token.strip(), now=hw.clock())
+        if user is None:
+            raise Unauthenticated("invalid, expired or revoked personal access token")
+        client = request.client.host if request.client else None
+        return Actor(ActorType.USER, id=user.id, label=user.email, address=client)
+
+
+HealthwayDep = Annotated[Healthway, Depends(get_healthway)]
+ActorDep = Annotated[Actor, Depends(current_actor)]
+Limit = Annotated[int, Query(ge=1, le=500, description="Page size")]
+Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
+OrganizationParam = Annotated[
+    str | None, Query(alias="organization", description="Organization ID; needed only when you belong to several")
+]
+
+
+def caller_organization(session: Session, actor: Actor, organization_id: str | None) -> Organization:
+    """The organization a request acts in: the named one (if the caller belongs to it) or the caller's only one."""
+    memberships = organizations.memberships_of(session, actor)
+    if organization_id:
+        if organization_id not in memberships:
+            raise NotFound("organization not found")
+        return memberships[organization_id]
+    if len(memberships) == 1:
+        return next(iter(memberships.values()))
+    if not memberships:
+        raise NotFound("you belong to no organization")
+    raise InvalidRequest("you belong to several organizations; add ?organization=ID")
+
+
+def caller_environment(session: Session, actor: Actor, organization_id: str | None, name: str) -> Environment:
+    return organizations.environment(session, caller_organization(session, actor, organization_id).id, name)
