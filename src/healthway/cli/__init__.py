@@ -29,6 +29,10 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+# Groups shared by several modules (each module adds its own commands to them).
+key_app = typer.Typer(help="API keys: OAuth keys and legacy keys.", no_args_is_help=True)
+app.add_typer(key_app, name="key")
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 OrgOption = Annotated[str | None, typer.Option("--org", help="Organization ID (default: the only one).")]
 
