@@ -331,3 +331,20 @@ class AuditEvent(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
     prev_digest: Mapped[str] = mapped_column(String(64))
     digest: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class LoginFailure(Base):
+    """One failed login, kept for the throttling window; counted per account and per client address.
+
+    Kept in the database (not in memory) so throttling survives restarts and is shared by every node.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (
+        Index("ix_login_failures_email_occurred", "email", "occurred_at"),
+        Index("ix_login_failures_address_occurred", "address", "occurred_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))  # as typed (normalized), even when no such user exists
+    address: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime]
