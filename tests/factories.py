@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from healthway.domain.actors import CLI
-from healthway.services import organizations, sources, tokens, users
-from healthway.storage.models import Environment, Organization, Source, User
+from healthway.services import deliveries, destinations, organizations, sources, subscriptions, tokens, users
+from healthway.storage.models import Destination, Environment, Log, Organization, Source, Subscription, User, utcnow
 
 
 @dataclass
@@ -31,3 +33,54 @@ def make_org(session: Session, *, name: str = "Northwind", email: str = "admin@n
 
 def make_source(session: Session, env: Environment, name: str = "EHR") -> Source:
     return sources.create(session, actor=CLI, environment=env, name=name)
+
+
+def make_destination(
+    session: Session, env: Environment, *, kind: str = "webhook", name: str = "Receiver", **config: object
+) -> Destination:
+    """A destination through the real service (a webhook to an unused loopback URL unless told otherwise)."""
+    config = config or {"url": "http://127.0.0.1:9/hook"}
+    destination, _ = destinations.create(session, actor=CLI, environment=env, name=name, kind=kind, config=config)
+    return destination
+
+
+def make_subscription(
+    session: Session, source: Source, destination: Destination, *, ordering: str = "fifo", **filters: list[str]
+) -> Subscription:
+    env = session.get(Environment, source.environment_id)
+    assert env is not None
+    return subscriptions.create(
+        session, actor=CLI, source=source, destination=destination, environment=env, ordering=ordering, **filters
+    )
+
+
+def make_log(
+    session: Session,
+    source: Source,
+    payload: bytes = b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "Arrival"}}',
+    *,
+    received_at: datetime | None = None,
+    content_type: str = "application/json",
+    data_model: str | None = "PatientAdmin",
+    event_type: str | None = "Arrival",
+    message_type: str | None = None,
+    destination_ids: list[str] | None = None,
+) -> Log:
+    """A log inserted and routed the way intake does it (in one transaction), without going through HTTP."""
+    log = Log(
+        environment_id=source.environment_id,
+        source_id=source.id,
+        transport="http",
+        content_type=content_type,
+        data_model=data_model,
+        event_type=event_type,
+        message_type=message_type,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        size=len(payload),
+        payload=payload,
+        received_at=received_at or utcnow(),
+    )
+    session.add(log)
+    session.flush()
+    deliveries.route(session, log=log, destination_ids=destination_ids)
+    return log

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from healthway.delivery.worker import build_worker
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import utcnow
@@ -47,10 +48,13 @@ def build(
     clock: Clock | None = None,
     listeners: list[Listener] | None = None,
 ) -> Healthway:
+    db = db or Database(settings.resolved_database_url)
+    clock, metrics = clock or utcnow, CollectorRegistry()
+    worker = build_worker(db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age)
     return Healthway(
         settings=settings,
-        db=db or Database(settings.resolved_database_url),
-        clock=clock or utcnow,
-        metrics=CollectorRegistry(),
-        listeners=listeners if listeners is not None else [],
+        db=db,
+        clock=clock,
+        metrics=metrics,
+        listeners=[worker, *(listeners or [])],
     )

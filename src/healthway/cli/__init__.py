@@ -32,6 +32,8 @@ app = typer.Typer(
 # Groups shared by several modules (each module adds its own commands to them).
 key_app = typer.Typer(help="API keys: OAuth keys and legacy keys.", no_args_is_help=True)
 app.add_typer(key_app, name="key")
+logs_app = typer.Typer(help="The message log: list, show, replay.", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 OrgOption = Annotated[str | None, typer.Option("--org", help="Organization ID (default: the only one).")]
@@ -142,7 +144,13 @@ def _read_secret_file(path: Path) -> str:
 
 def main() -> None:
     # Sub-command groups register themselves on import; importing here keeps `healthway.cli` import-light.
-    from healthway.cli import orgs, sources  # noqa: F401, PLC0415
+    from healthway.cli import (  # noqa: F401, PLC0415
+        destinations,
+        orgs,
+        replay,
+        sources,
+        subscriptions,
+    )
 
     try:
         app()

@@ -258,6 +258,9 @@ class Subscription(Base):
     ordering: Mapped[str] = mapped_column(String(10), default="fifo")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The last FIFO sequence handed out. Incremented with UPDATE ... RETURNING at intake: the row lock makes
+    # sequence order equal commit order across nodes, so a worker never sees message n+1 before message n.
+    next_sequence: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Log(Base):
@@ -291,7 +294,10 @@ class Log(Base):
 
 class Delivery(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_deliveries_lane", "subscription_id", "status", "sequence"),  # FIFO head lookups
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     log_id: Mapped[str] = _fk("logs.id")
     subscription_id: Mapped[str | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"), index=True)
@@ -301,6 +307,10 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|delivered|failed|filtered
     next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A worker's claim (lease): set while it sends, so no other worker or node takes the delivery; a crashed
+    # worker's lease simply expires.
+    locked_until: Mapped[datetime | None]
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Attempt(Base):

@@ -7,7 +7,15 @@ other organizations (their existence is never revealed).
 
 from fastapi import APIRouter
 
-from healthway.transports.http.platform import sources
+from healthway.transports.http.platform import (
+    destinations,
+    replay,
+    sources,
+    subscriptions,
+)
 
 router = APIRouter(prefix="/platform/v1")
 router.include_router(sources.router)
+router.include_router(destinations.router)
+router.include_router(subscriptions.router)
+router.include_router(replay.router)

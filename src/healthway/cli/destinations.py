@@ -1,0 +1,86 @@
+"""``healthway destination ...``"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
+from healthway.domain.actors import CLI
+from healthway.services import destinations, organizations
+
+destination_app = typer.Typer(help="Destinations (where data goes).", no_args_is_help=True)
+app.add_typer(destination_app, name="destination")
+
+Text = Annotated[str | None, typer.Option()]
+
+
+def _read(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text().rstrip("\r\n")
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}")
+
+
+@destination_app.command("create")
+def destination_create(
+    env: Annotated[str, typer.Option("--env", help="development, staging or production")],
+    name: Annotated[str, typer.Option("--name")],
+    kind: Annotated[str, typer.Option("--kind", help="webhook, mllp, sftp or fhir")],
+    url: Annotated[str | None, typer.Option("--url", help="webhook or fhir: the URL")] = None,
+    verification_token: Annotated[str | None, typer.Option("--verification-token", help="webhook")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="mllp or sftp")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="mllp or sftp")] = None,
+    tls: Annotated[bool, typer.Option("--tls", help="mllp: connect with TLS")] = False,
+    username: Annotated[str | None, typer.Option("--username", help="sftp")] = None,
+    password_file: Annotated[Path | None, typer.Option("--password-file", help="sftp: file with the password")] = None,
+    private_key_file: Annotated[Path | None, typer.Option("--private-key-file", help="sftp: OpenSSH key")] = None,
+    path: Annotated[str | None, typer.Option("--path", help="sftp: remote directory")] = None,
+    host_key_sha256: Annotated[
+        str | None, typer.Option("--host-key-sha256", help="sftp: pin the server's key (ssh-keygen -l format)")
+    ] = None,
+    org: OrgOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """A destination. A webhook's signing secret is printed once and never again."""
+    config: dict[str, Any] = {
+        "url": url,
+        "verification_token": verification_token,
+        "host": host,
+        "port": port,
+        "tls": tls,
+        "username": username,
+        "password": _read(password_file),
+        "private_key": _read(private_key_file),
+        "path": path,
+        "host_key_sha256": host_key_sha256,
+    }
+    with database_session() as session:
+        environment = organizations.environment(session, organizations.resolve(session, org).id, env)
+        destination, secret = destinations.create(
+            session, actor=CLI, environment=environment, name=name, kind=kind, config=config
+        )
+        result = destinations.view(destination, environment) | ({"signing_secret": secret} if secret else {})
+    text = f"Created {kind} destination {name!r} ({destination.id}) in {environment.name}"
+    if secret:
+        text += f"\n  Signing secret: {secret}   (shown once)"
+    emit(result, as_json=as_json, text=text)
+
+
+@destination_app.command("list")
+def destination_list(
+    env: Annotated[str, typer.Option("--env", help="development, staging or production")],
+    org: OrgOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The destinations of one environment."""
+    with database_session() as session:
+        environment = organizations.environment(session, organizations.resolve(session, org).id, env)
+        rows = session.scalars(destinations.in_environment(environment).order_by("created_at")).all()
+        views = [destinations.view(d, environment) for d in rows]
+    lines = [f"{v['id']}  {v['kind']:<7} {v['name']}" for v in views]
+    emit({"destinations": views}, as_json=as_json, text="\n".join(lines) or "no destinations")

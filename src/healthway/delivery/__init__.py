@@ -1,0 +1,1 @@
+"""Delivery: the worker loop that drains the queue, and one Sender per destination kind."""

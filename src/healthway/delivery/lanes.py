@@ -1,0 +1,90 @@
+"""A lane's database steps: load what to send (one read), record what happened (one write)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.delivery.senders import Message, Target
+from healthway.domain.retry import AttemptResult
+from healthway.services import deliveries
+from healthway.services.deliveries import Policy
+from healthway.storage import queue
+from healthway.storage.models import Delivery, Destination, Log
+
+
+@dataclass(frozen=True)
+class Sent:
+    delivery_id: str
+    result: AttemptResult
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    delivery_id: str
+    log_id: str
+    target: Target
+    message: Message
+    destination_enabled: bool
+
+
+def load_outgoing(session: Session, delivery_ids: list[str], *, max_bytes: int) -> list[Outgoing]:
+    """The claimed deliveries in claim order, cut off once their payloads pass ``max_bytes`` (at least one).
+
+    Deliveries left out stay claimed until ``record_lane`` gives them back.
+    """
+    rows = session.execute(
+        sa.select(Delivery.id, Log.id, Log.source_id, Log.content_type, Log.control_id, Log.size, Destination)
+        .join(Log, Log.id == Delivery.log_id)
+        .join(Destination, Destination.id == Delivery.destination_id)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == deliveries.PENDING)
+    ).all()
+    by_id = {row[0]: row for row in rows}
+    chosen: list[sa.Row[str, str, str, str, str | None, int, Destination]] = []
+    total = 0
+    for delivery_id in delivery_ids:
+        if (row := by_id.get(delivery_id)) is None:
+            continue
+        if chosen and total + row[5] > max_bytes:
+            break
+        chosen.append(row)
+        total += row[5]
+    payloads = dict(session.execute(sa.select(Log.id, Log.payload).where(Log.id.in_([r[1] for r in chosen]))).all())
+    return [_outgoing(row, payloads[row[1]]) for row in chosen]
+
+
+def _outgoing(row: sa.Row[str, str, str, str, str | None, int, Destination], payload: bytes) -> Outgoing:
+    delivery_id, log_id, source_id, content_type, control_id, _size, destination = row
+    target = Target(destination.id, destination.kind, dict(destination.config))
+    message = Message(delivery_id, log_id, source_id, content_type, payload, control_id)
+    return Outgoing(delivery_id, log_id, target, message, destination.enabled)
+
+
+def record_lane(
+    session: Session,
+    claimed: list[str],
+    results: list[Sent],
+    *,
+    policy: Policy,
+) -> None:
+    """Store the lane's attempts (in the order they were sent), give back the deliveries it did not attempt,
+    and settle the logs whose deliveries are all finished."""
+    attempted = {sent.delivery_id for sent in results}
+    rows = {d.id: d for d in session.scalars(sa.select(Delivery).where(Delivery.id.in_(list(attempted))))}
+    for sent in results:
+        if (delivery := rows.get(sent.delivery_id)) is not None:  # gone: its destination was deleted meanwhile
+            deliveries.record(
+                session,
+                delivery=delivery,
+                result=sent.result,
+                started_at=sent.started_at,
+                finished_at=sent.finished_at,
+                policy=policy,
+            )
+    queue.release(session, [d for d in claimed if d not in attempted])
+    deliveries.settle_logs(session, {d.log_id for d in rows.values() if d.status != deliveries.PENDING})

@@ -1,0 +1,100 @@
+"""FHIR destinations: a FHIR server base URL, used for synchronous queries (``/fhir/R4/...`` and ``Query`` event
+types) and for delivering FHIR content.
+
+``request`` forwards one query and returns the server's answer as is; ``send`` delivers a stored message:
+a message Bundle to ``$process-message``, another Bundle to the base (batch/transaction), a resource to its type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
+from healthway.domain.retry import AttemptResult, Outcome
+
+FHIR_JSON = "application/fhir+json"
+
+
+@dataclass(frozen=True)
+class FhirResponse:
+    status_code: int
+    content_type: str
+    body: bytes
+
+
+class DestinationUnavailable(Exception):
+    """The FHIR server could not be reached or did not answer in time (the caller answers 502 or 504)."""
+
+    def __init__(self, message: str, *, timed_out: bool) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+def post_path(payload: bytes) -> str:
+    """Where a FHIR resource is POSTed, relative to the base URL."""
+    try:
+        resource = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(resource, dict):
+        return ""
+    kind = str(resource.get("resourceType", ""))
+    if kind == "Bundle":
+        return "$process-message" if resource.get("type") == "message" else ""
+    return kind if kind.isalnum() else ""
+
+
+class FhirSender:
+    def __init__(self, *, timeout: float = SEND_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._client = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+
+    @staticmethod
+    def _url(target: Target, path: str) -> str:
+        return f"{str(target.config['url']).rstrip('/')}/{path.lstrip('/')}"
+
+    async def request(
+        self,
+        target: Target,
+        *,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpx's own per-request timeout, not a cancel scope)
+    ) -> FhirResponse:
+        """Forward one FHIR interaction; raises DestinationUnavailable when there is no answer."""
+        headers = {"accept": FHIR_JSON} | ({"content-type": FHIR_JSON} if body is not None else {})
+        try:
+            response = await self._client.request(
+                method,
+                self._url(target, path),
+                params=params,
+                content=body,
+                headers=headers,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except httpx.TimeoutException:
+            raise DestinationUnavailable("the FHIR server did not answer in time", timed_out=True) from None
+        except httpx.HTTPError as exc:
+            reason = f"the FHIR server is unreachable: {type(exc).__name__}"
+            raise DestinationUnavailable(reason, timed_out=False) from None
+        return FhirResponse(response.status_code, response.headers.get("content-type", FHIR_JSON), response.content)
+
+    async def send(self, target: Target, message: Message) -> AttemptResult:
+        try:
+            answer = await self.request(target, method="POST", path=post_path(message.payload), body=message.payload)
+        except DestinationUnavailable as exc:
+            return AttemptResult.retry(str(exc))
+        code = str(answer.status_code)
+        if 200 <= answer.status_code < 300:
+            return AttemptResult(Outcome.DELIVERED, code, f"HTTP {code}")
+        if answer.status_code in (400, 422):  # the server understood and refused this content: retrying won't help
+            return AttemptResult(Outcome.REJECTED, code, f"HTTP {code}")
+        return AttemptResult.retry(f"HTTP {code}", code)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

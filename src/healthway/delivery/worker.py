@@ -1,0 +1,228 @@
+"""The delivery worker: an app Listener that drains the queue until the server stops.
+
+Loop: claim due lanes (storage.queue) up to ``max_lanes`` in flight, process each lane in its own task, then wait
+for a wake-up — intake (``wake``), PostgreSQL NOTIFY from any node, a lane finishing — or the next retry time,
+or the poll interval, whichever comes first.
+
+A lane's deliveries are sent one after another, in order; a FIFO lane stops at its first retryable failure (the
+rest wait behind it). Results are recorded in one transaction per lane. A crash between a send and that commit
+means the message is sent again after restart: at-least-once, and still in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from healthway.delivery.lanes import Outgoing, Sent, load_outgoing, record_lane
+from healthway.delivery.metrics import DeliveryMetrics
+from healthway.delivery.senders import Senders, default_senders
+from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.routing import carry_problem
+from healthway.services.deliveries import Policy
+from healthway.storage import queue
+from healthway.storage.db import Database
+from healthway.storage.queue import Lane
+
+log = structlog.get_logger("healthway.delivery")
+Clock = Callable[[], datetime]
+MAX_LANE_BYTES = 16 * 2**20  # payloads held in memory per lane; a lane always takes at least one message
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    poll_interval: float = 1.0  # fallback when no wake-up arrives (another node's intake without NOTIFY)
+    lease: timedelta = timedelta(seconds=150)  # > lane_budget + one send timeout, so a live lease never expires
+    lane_budget: float = 60.0  # seconds a lane keeps starting new sends
+    max_lanes: int = 64  # lanes in flight at once
+    batch: int = 100  # FIFO deliveries claimed at once
+
+
+class DeliveryWorker:
+    name = "delivery"
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        policy: Policy,
+        metrics: DeliveryMetrics,
+        senders: Senders | None = None,
+        options: WorkerOptions | None = None,
+    ) -> None:
+        """``senders`` defaults to the real ones, made at ``start`` (so building a worker opens nothing)."""
+        self.db, self.clock, self.policy, self.metrics = db, clock, policy, metrics
+        self._given_senders = senders
+        self.senders = senders or Senders({})
+        self.options = options or WorkerOptions()
+        self._event = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._listener: threading.Thread | None = None
+
+    # -- Listener ---------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop, self._event, self._stopping = asyncio.get_running_loop(), asyncio.Event(), False
+        self.senders = self._given_senders or default_senders()
+        if self.db.is_sqlite:
+            await asyncio.to_thread(self._release_stale_leases)
+        else:
+            from healthway.delivery.pg_listen import start_listener  # noqa: PLC0415
+
+            self._listener = start_listener(self.db, self.wake, lambda: self._stopping)
+        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._event.set()
+        if self._task is not None:
+            await self._task
+        if self._lanes:  # give in-flight sends a moment, then cut them off (their leases are given back)
+            _, pending = await asyncio.wait(self._lanes, timeout=2)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.senders.aclose()
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.join, 3)
+
+    def is_up(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def wake(self) -> None:
+        """Look for due deliveries now. Safe from any thread (intake runs in worker threads)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._event.set)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._event.clear()
+            try:
+                claimed = await self._dispatch()
+                if not claimed:
+                    await self._sleep(await asyncio.to_thread(self._seconds_until_due))
+            except Exception:  # the database may be down for a while: keep trying, do not die
+                log.exception("delivery loop failed; retrying")
+                await self._sleep(self.options.poll_interval)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout=max(seconds, 0.001))
+
+    async def _dispatch(self) -> int:
+        free = self.options.max_lanes - len(self._lanes)
+        if free <= 0:
+            return 0
+        lanes = await asyncio.to_thread(self._claim, free)
+        for lane in lanes:
+            task = asyncio.create_task(self._process(lane), name=f"lane-{lane.key}")
+            self._lanes.add(task)
+            task.add_done_callback(self._lane_done)
+        return len(lanes)
+
+    def _lane_done(self, task: asyncio.Task[None]) -> None:
+        self._lanes.discard(task)
+        self._event.set()  # the lane's next messages (or a free slot) may be waiting
+
+    async def run_once(self) -> None:
+        """Claim and process everything due now, and wait for it (tests drive the worker this way)."""
+        self._loop = asyncio.get_running_loop()
+        while await self._dispatch():
+            await asyncio.gather(*self._lanes)
+
+    # -- database steps (run in threads) --------------------------------------------------------------------
+    def _release_stale_leases(self) -> None:
+        with self.db.session() as session:
+            if released := queue.release_all(session):
+                log.info("released leases of a previous run", deliveries=released)
+
+    def _claim(self, max_lanes: int) -> list[Lane]:
+        with self.db.session() as session:
+            now = self.clock()
+            lanes = queue.claim(
+                session, now=now, lease=self.options.lease, max_lanes=max_lanes, batch=self.options.batch
+            )
+            self.metrics.refresh(session, now)
+            return lanes
+
+    def _seconds_until_due(self) -> float:
+        with self.db.session() as session:
+            now = self.clock()
+            due = queue.next_due(session, now=now)
+            self.metrics.refresh(session, now)
+        if due is None:
+            return self.options.poll_interval
+        return min(self.options.poll_interval, (due - now).total_seconds())
+
+    # -- one lane -------------------------------------------------------------------------------------------
+    async def _process(self, lane: Lane) -> None:
+        results: list[Sent] = []
+        try:
+            outgoing = await asyncio.to_thread(self._load, lane.delivery_ids)
+            deadline = time.monotonic() + self.options.lane_budget
+            for item in outgoing:
+                if self._stopping or time.monotonic() > deadline:
+                    break
+                started = self.clock()
+                result = await self._attempt(item)
+                results.append(Sent(item.delivery_id, result, started, self.clock()))
+                if lane.fifo and result.outcome is Outcome.RETRY:
+                    break  # FIFO: nothing after this message is attempted before it is delivered or given up
+        finally:
+            # Also on cancellation (shutdown): record what was sent, give back the rest.
+            await asyncio.shield(self._record_safely(lane.delivery_ids, results))
+
+    async def _record_safely(self, claimed: list[str], results: list[Sent]) -> None:
+        try:
+            await asyncio.to_thread(self._record, claimed, results)
+        except Exception:  # the leases expire and the lane is retried: at-least-once holds
+            log.exception("recording delivery attempts failed", deliveries=len(claimed))
+
+    async def _attempt(self, item: Outgoing) -> AttemptResult:
+        started = time.perf_counter()
+        result = await self._send(item)
+        self.metrics.observe(item.target, result, time.perf_counter() - started)
+        return result
+
+    async def _send(self, item: Outgoing) -> AttemptResult:
+        if problem := carry_problem(item.target.kind, item.message.content_type, item.message.payload):
+            return AttemptResult(Outcome.FILTERED, None, problem)
+        if not item.destination_enabled:
+            return AttemptResult.retry("the destination is disabled")
+        sender = self.senders.get(item.target.kind)
+        if sender is None:
+            return AttemptResult(Outcome.REJECTED, None, f"no sender for destination kind {item.target.kind!r}")
+        try:
+            return await sender.send(item.target, item.message)
+        except Exception as exc:  # a sender bug must cost one attempt, not the worker
+            log.exception("sender failed", destination_id=item.target.id)
+            return AttemptResult.retry(f"internal error: {type(exc).__name__}")
+
+    def _load(self, delivery_ids: list[str]) -> list[Outgoing]:
+        with self.db.session() as session:
+            return load_outgoing(session, delivery_ids, max_bytes=MAX_LANE_BYTES)
+
+    def _record(self, claimed: list[str], results: list[Sent]) -> None:
+        with self.db.session() as session:
+            record_lane(session, claimed, results, policy=self.policy)
+
+
+def build_worker(
+    *, db: Database, clock: Clock, metrics: CollectorRegistry, max_age_seconds: float, senders: Senders | None = None
+) -> DeliveryWorker:
+    """The worker ``build()`` wires into every Healthway (it starts with the server)."""
+    policy = Policy(max_age=timedelta(seconds=max_age_seconds))
+    return DeliveryWorker(db=db, clock=clock, policy=policy, metrics=DeliveryMetrics(metrics), senders=senders)

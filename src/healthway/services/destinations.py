@@ -1,0 +1,172 @@
+"""Destinations: where data goes (webhook, MLLP, SFTP, FHIR server), per environment.
+
+Credentials a sender must present are stored usable, because Healthway has to send them: the webhook signing
+secret (generated here and returned once), an SFTP password or private key, a verification token. They live in
+``Destination.config`` and are never returned by ``view`` or the API after creation.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.domain.actors import Actor
+from healthway.domain.audit import AuditAction
+from healthway.domain.permissions import Permission
+from healthway.domain.routing import DestinationKind
+from healthway.errors import InvalidRequest
+from healthway.services import audit, authz
+from healthway.storage.models import Destination, Environment
+
+SECRET_FIELDS = frozenset({"signing_secret", "password", "private_key", "verification_token"})
+_FINGERPRINT = re.compile(r"^(SHA256:)?[A-Za-z0-9+/]{43}=?$")
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks signing secret: ``whsec_`` + base64 of 256 random bits."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _text(config: Mapping[str, Any], key: str, *, required: bool = True, max_length: int = 2000) -> str | None:
+    value = config.get(key)
+    if value is None or value == "":
+        if required:
+            raise InvalidRequest(f"{key} is required for this destination kind")
+        return None
+    if not isinstance(value, str) or len(value) > max_length:
+        raise InvalidRequest(f"{key} must be text of at most {max_length} characters")
+    return value
+
+
+def _url(config: Mapping[str, Any]) -> str:
+    url = _text(config, "url")
+    assert url is not None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("url must be an http:// or https:// URL")
+    return url
+
+
+def _host_port(config: Mapping[str, Any]) -> dict[str, Any]:
+    host = _text(config, "host", max_length=255)
+    port = config.get("port")
+    if isinstance(port, str) and port.isdigit():
+        port = int(port)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise InvalidRequest("port must be a number from 1 to 65535")
+    return {"host": host, "port": port}
+
+
+def _webhook(config: Mapping[str, Any]) -> dict[str, Any]:
+    token = _text(config, "verification_token", required=False, max_length=500)
+    return {"url": _url(config), "verification_token": token, "signing_secret": new_signing_secret()}
+
+
+def _mllp(config: Mapping[str, Any]) -> dict[str, Any]:
+    files = {k: _text(config, k, required=False) for k in ("ca_file", "cert_file", "key_file")}
+    return {**_host_port(config), "tls": bool(config.get("tls")), **files}
+
+
+def _sftp(config: Mapping[str, Any]) -> dict[str, Any]:
+    password = _text(config, "password", required=False, max_length=1000)
+    private_key = _text(config, "private_key", required=False, max_length=20000)
+    if not password and not private_key:
+        raise InvalidRequest("an sftp destination needs a password or a private key")
+    fingerprint = _text(config, "host_key_sha256", required=False, max_length=60)
+    if fingerprint and not _FINGERPRINT.match(fingerprint):
+        raise InvalidRequest("host_key_sha256 must be a SHA256 fingerprint as ssh-keygen -l prints it")
+    return {
+        **_host_port(config),
+        "username": _text(config, "username", max_length=100),
+        "password": password,
+        "private_key": private_key,
+        "path": _text(config, "path", required=False, max_length=1000) or ".",
+        "host_key_sha256": fingerprint,
+    }
+
+
+def _fhir(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {"url": _url(config)}
+
+
+# One validator per kind; each returns the config to store (unknown keys dropped).
+_CONFIGS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    DestinationKind.WEBHOOK: _webhook,
+    DestinationKind.MLLP: _mllp,
+    DestinationKind.SFTP: _sftp,
+    DestinationKind.FHIR: _fhir,
+}
+
+
+def create(
+    session: Session, *, actor: Actor, environment: Environment, name: str, kind: str, config: Mapping[str, Any]
+) -> tuple[Destination, str | None]:
+    """(destination, the webhook signing secret in clear — shown once; None for other kinds)."""
+    authz.require_env(session, actor, Permission.DESTINATIONS_WRITE, environment)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidRequest("destination name must be 1 to 200 characters")
+    if kind not in _CONFIGS:
+        raise InvalidRequest(f"kind must be one of: {', '.join(_CONFIGS)}")
+    stored = {k: v for k, v in _CONFIGS[kind](config).items() if v is not None}
+    destination = Destination(environment_id=environment.id, name=name, kind=kind, config=stored)
+    session.add(destination)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.DESTINATION_CREATE,
+        organization_id=environment.organization_id,
+        subject_type="destination",
+        subject_id=destination.id,
+        summary={"name": name, "kind": kind, "environment": environment.name},
+    )
+    return destination, stored.get("signing_secret")
+
+
+def find(session: Session, destination_id: str) -> tuple[Destination, Environment] | None:
+    row = session.execute(
+        sa.select(Destination, Environment).join(Environment).where(Destination.id == destination_id)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def in_environment(environment: Environment) -> sa.Select[Destination]:
+    return sa.select(Destination).where(Destination.environment_id == environment.id)
+
+
+def delete(session: Session, *, actor: Actor, destination: Destination, environment: Environment) -> None:
+    """Deletes its subscriptions and delivery history with it (foreign keys cascade)."""
+    authz.require_env(session, actor, Permission.DESTINATIONS_WRITE, environment)
+    session.delete(destination)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.DESTINATION_DELETE,
+        organization_id=environment.organization_id,
+        subject_type="destination",
+        subject_id=destination.id,
+        summary={"name": destination.name, "kind": destination.kind},
+    )
+
+
+def view(destination: Destination, environment: Environment) -> dict[str, Any]:
+    """The wire shape, without any credential (``has_*`` flags say which are set)."""
+    config = {k: v for k, v in destination.config.items() if k not in SECRET_FIELDS}
+    config |= {f"has_{k}": True for k in SECRET_FIELDS if destination.config.get(k)}
+    return {
+        "id": destination.id,
+        "name": destination.name,
+        "kind": destination.kind,
+        "environment": environment.name,
+        "enabled": destination.enabled,
+        "config": config,
+        "created_at": destination.created_at.isoformat(),
+    }

@@ -1,0 +1,107 @@
+"""``/platform/v1/destinations``"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from healthway.domain.actors import Actor
+from healthway.domain.permissions import Permission
+from healthway.errors import NotFound
+from healthway.services import authz, destinations
+from healthway.storage.models import Destination, Environment
+from healthway.storage.pagination import page
+from healthway.transports.http.platform.deps import (
+    ActorDep,
+    Cursor,
+    HealthwayDep,
+    Limit,
+    OrganizationParam,
+    caller_environment,
+)
+
+router = APIRouter(tags=["destinations"])
+
+
+class DestinationCreate(BaseModel):
+    """Kind-specific fields: webhook ``url`` [``verification_token``]; mllp ``host``, ``port`` [``tls``];
+    sftp ``host``, ``port``, ``username``, ``password`` or ``private_key``, [``path``, ``host_key_sha256``];
+    fhir ``url``."""
+
+    environment: str
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["webhook", "mllp", "sftp", "fhir"]
+    url: str | None = None
+    verification_token: str | None = None
+    host: str | None = None
+    port: int | None = None
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    private_key: str | None = None
+    path: str | None = None
+    host_key_sha256: str | None = None
+
+
+@router.get("/destinations")
+def list_destinations(
+    hw: HealthwayDep,
+    actor: ActorDep,
+    environment: str = Query(),
+    organization: OrganizationParam = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    with hw.db.session() as session:
+        env = caller_environment(session, actor, organization, environment)
+        authz.require_env(session, actor, Permission.DESTINATIONS_READ, env)
+        rows, next_cursor = page(
+            session,
+            destinations.in_environment(env),
+            created_at=Destination.created_at,
+            row_id=Destination.id,
+            cursor=cursor,
+            limit=limit,
+        )
+        return {"destinations": [destinations.view(d, env) for d in rows], "next_cursor": next_cursor}
+
+
+@router.post("/destinations", status_code=201)
+def create_destination(
+    body: DestinationCreate, hw: HealthwayDep, actor: ActorDep, organization: OrganizationParam = None
+) -> dict[str, Any]:
+    """Answers the signing secret of a webhook destination once; it is never shown again."""
+    config = body.model_dump(exclude={"environment", "name", "kind"}, exclude_none=True)
+    with hw.db.session() as session:
+        env = caller_environment(session, actor, organization, body.environment)
+        destination, secret = destinations.create(
+            session, actor=actor, environment=env, name=body.name, kind=body.kind, config=config
+        )
+        return destinations.view(destination, env) | ({"signing_secret": secret} if secret else {})
+
+
+@router.get("/destinations/{destination_id}")
+def get_destination(destination_id: str, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
+    with hw.db.session() as session:
+        destination, env = _visible(session, actor, destination_id, Permission.DESTINATIONS_READ)
+        return destinations.view(destination, env)
+
+
+@router.delete("/destinations/{destination_id}", status_code=204)
+def delete_destination(destination_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
+    with hw.db.session() as session:
+        destination, env = _visible(session, actor, destination_id, Permission.DESTINATIONS_WRITE)
+        destinations.delete(session, actor=actor, destination=destination, environment=env)
+
+
+def _visible(
+    session: Session, actor: Actor, destination_id: str, permission: Permission
+) -> tuple[Destination, Environment]:
+    found = destinations.find(session, destination_id)
+    if found is None:
+        raise NotFound("destination not found")
+    authz.require_env(session, actor, permission, found[1])
+    return found

@@ -1,0 +1,93 @@
+"""``/platform/v1/subscriptions``"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from healthway.domain.permissions import Permission
+from healthway.errors import NotFound
+from healthway.services import authz, destinations, sources, subscriptions
+from healthway.storage.models import Subscription
+from healthway.storage.pagination import page
+from healthway.transports.http.platform.deps import (
+    ActorDep,
+    Cursor,
+    HealthwayDep,
+    Limit,
+    OrganizationParam,
+    caller_environment,
+)
+
+router = APIRouter(tags=["subscriptions"])
+FilterList = list[str]
+
+
+class SubscriptionCreate(BaseModel):
+    source: str = Field(min_length=1, max_length=64, description="Source ID")
+    destination: str = Field(min_length=1, max_length=64, description="Destination ID")
+    data_models: FilterList = Field(default_factory=list)
+    event_types: FilterList = Field(default_factory=list)
+    message_types: FilterList = Field(default_factory=list, description="HL7v2 MSH-9: ADT^A01 or ADT^*")
+    ordering: Literal["fifo", "parallel"] = "fifo"
+
+
+@router.get("/subscriptions")
+def list_subscriptions(
+    hw: HealthwayDep,
+    actor: ActorDep,
+    environment: str = Query(),
+    source: str | None = Query(default=None, description="Only this source's subscriptions"),
+    organization: OrganizationParam = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    with hw.db.session() as session:
+        env = caller_environment(session, actor, organization, environment)
+        authz.require_env(session, actor, Permission.SUBSCRIPTIONS_READ, env)
+        rows, next_cursor = page(
+            session,
+            subscriptions.in_environment(env, source),
+            created_at=Subscription.created_at,
+            row_id=Subscription.id,
+            cursor=cursor,
+            limit=limit,
+        )
+        return {"subscriptions": [subscriptions.view(s, env) for s in rows], "next_cursor": next_cursor}
+
+
+@router.post("/subscriptions", status_code=201)
+def create_subscription(body: SubscriptionCreate, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
+    with hw.db.session() as session:
+        found_source = sources.find(session, body.source)
+        found_destination = destinations.find(session, body.destination)
+        if found_source is None:
+            raise NotFound("source not found")
+        source, env = found_source
+        authz.require_env(session, actor, Permission.SUBSCRIPTIONS_WRITE, env)
+        if found_destination is None or found_destination[1].organization_id != env.organization_id:
+            raise NotFound("destination not found")
+        subscription = subscriptions.create(
+            session,
+            actor=actor,
+            source=source,
+            destination=found_destination[0],
+            environment=env,
+            data_models=body.data_models,
+            event_types=body.event_types,
+            message_types=body.message_types,
+            ordering=body.ordering,
+        )
+        return subscriptions.view(subscription, env)
+
+
+@router.delete("/subscriptions/{subscription_id}", status_code=204)
+def delete_subscription(subscription_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
+    with hw.db.session() as session:
+        found = subscriptions.find(session, subscription_id)
+        if found is None:
+            raise NotFound("subscription not found")
+        authz.require_env(session, actor, Permission.SUBSCRIPTIONS_WRITE, found[1])
+        subscriptions.delete(session, actor=actor, subscription=found[0], environment=found[1])
