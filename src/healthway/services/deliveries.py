@@ -113,6 +113,25 @@ def new_delivery(
     return delivery
 
 
+def query_destinations(session: Session, *, log: Log) -> list[Destination]:
+    """The enabled destinations whose subscriptions match ``log`` (a synchronous REQUEST needs exactly one)."""
+    facts = MessageFacts(log.data_model, log.event_type, log.message_type)
+    matched = [s for s in _subscriptions(session, log.source_id) if matches(filters_of(s), facts)]
+    return [d for s in matched if (d := session.get(Destination, s.destination_id)) is not None]
+
+
+def fhir_destination(session: Session, *, source_id: str) -> Destination | None:
+    """The ``fhir`` destination the source is subscribed to (the first one, if several), for FHIR reads."""
+    return session.scalar(
+        sa.select(Destination)
+        .join(Subscription, Subscription.destination_id == Destination.id)
+        .where(Subscription.source_id == source_id, Subscription.enabled, Destination.enabled)
+        .where(Destination.kind == "fhir")
+        .order_by(Subscription.created_at)
+        .limit(1)
+    )
+
+
 # -- recording attempts ---------------------------------------------------------------------------------------
 
 
