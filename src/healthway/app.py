@@ -13,6 +13,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from healthway.delivery.worker import build_worker
+from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import utcnow
@@ -38,6 +39,7 @@ class Healthway:
     db: Database
     clock: Clock
     metrics: CollectorRegistry
+    jwks_fetcher: JwksFetcher
     listeners: list[Listener] = field(default_factory=list)
 
 
@@ -47,6 +49,7 @@ def build(
     db: Database | None = None,
     clock: Clock | None = None,
     listeners: list[Listener] | None = None,
+    jwks_fetcher: JwksFetcher | None = None,
 ) -> Healthway:
     db = db or Database(settings.resolved_database_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
@@ -56,5 +59,6 @@ def build(
         db=db,
         clock=clock,
         metrics=metrics,
+        jwks_fetcher=jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls),
         listeners=[worker, *(listeners or [])],
     )

@@ -1,14 +1,23 @@
-"""Fakes shipped for tests: a settable clock and a recording sender."""
+"""Fakes shipped for tests: a settable clock, a recording sender, client key pairs and a JWKS fetcher."""
 
 from __future__ import annotations
 
 import asyncio
+import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from joserfc import jws
+from joserfc.errors import SecurityWarning
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from healthway.delivery.senders import Message, Target
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.services.jwks_fetcher import JwksUnavailable
 
 
 @dataclass
@@ -56,3 +65,77 @@ class RecordingSender:
 
     def payloads(self, destination_id: str | None = None) -> list[bytes]:
         return [m.payload for t, m in self.sent if destination_id is None or t.id == destination_id]
+
+
+# -- OAuth keys: key pairs, assertions and a fake JWKS fetcher ------------------------------------------------
+
+
+@dataclass
+class FakeMonotonic:
+    """A monotonic clock (seconds) that moves only when told."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A client's key pair: ``public_jwks`` to register, ``sign`` to make assertions with the private key."""
+
+    alg: str
+    kid: str
+    private: RSAKey | ECKey | OKPKey
+
+    @property
+    def public_jwk(self) -> dict[str, Any]:
+        return {**self.private.as_dict(private=False), "kid": self.kid}
+
+    @property
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": [self.public_jwk]}
+
+    def sign(self, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+        """A compact JWS over ``claims``; ``header`` overrides the default ``{"alg", "kid", "typ": "JWT"}``."""
+        full = {"alg": self.alg, "kid": self.kid, "typ": "JWT", **(header or {})}
+        with warnings.catch_warnings():  # EdDSA's name is deprecated by RFC 9864; keys still use it
+            warnings.simplefilter("ignore", SecurityWarning)
+            return jws.serialize_compact(full, orjson.dumps(claims), self.private, algorithms=[full["alg"]])
+
+
+def make_key_pair(alg: str = "RS384", kid: str | None = None) -> KeyPair:
+    """RSA-2048 for RS*/PS*, P-384 or P-256 for ES384/ES256, Ed25519 for EdDSA."""
+    private: RSAKey | ECKey | OKPKey
+    if alg.startswith(("RS", "PS")):
+        private = RSAKey.generate_key(2048, private=True)
+    elif alg in ("ES384", "ES256"):
+        private = ECKey.generate_key("P-384" if alg == "ES384" else "P-256", private=True)
+    else:
+        private = OKPKey.generate_key("Ed25519", private=True)
+    return KeyPair(alg, kid or private.thumbprint(), private)
+
+
+def assertion_claims(
+    client_id: str, audience: str, *, now: float, lifetime: float = 120, **extra: Any
+) -> dict[str, Any]:
+    """The claims of a valid client assertion (a fresh jti each call); ``extra`` overrides or adds claims."""
+    claims = {"iss": client_id, "sub": client_id, "aud": audience, "exp": int(now + lifetime), "iat": int(now)}
+    return {**claims, "jti": secrets.token_urlsafe(16), **extra}
+
+
+@dataclass
+class FakeJwksFetcher:
+    """Serves JWK Sets from ``sets`` (URL → set) without a network; records every request."""
+
+    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)
+
+    async def fetch(self, url: str, *, kid: str) -> dict[str, Any]:
+        self.requests.append((url, kid))
+        if url not in self.sets:
+            raise JwksUnavailable("the JWKS URL could not be fetched")
+        return self.sets[url]

@@ -146,6 +146,7 @@ def main() -> None:
     # Sub-command groups register themselves on import; importing here keeps `healthway.cli` import-light.
     from healthway.cli import (  # noqa: F401, PLC0415
         destinations,
+        keys,
         orgs,
         replay,
         sources,

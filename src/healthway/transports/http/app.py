@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from healthway import __version__
 from healthway.app import Healthway
-from healthway.transports.http import errors, health, platform
+from healthway.transports.http import errors, health, oauth, platform
 from healthway.transports.http.middleware import RequestMiddleware
 
 log = structlog.get_logger("healthway")
@@ -42,5 +42,6 @@ def create_app(hw: Healthway) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(platform.router)
+    oauth.install(app, hw)
     app.add_middleware(RequestMiddleware, registry=hw.metrics)
     return app

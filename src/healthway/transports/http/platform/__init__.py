@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from healthway.transports.http.platform import (
     destinations,
+    oauth_keys,
     replay,
     sources,
     subscriptions,
@@ -16,6 +17,7 @@ from healthway.transports.http.platform import (
 
 router = APIRouter(prefix="/platform/v1")
 router.include_router(sources.router)
+router.include_router(oauth_keys.router)
 router.include_router(destinations.router)
 router.include_router(subscriptions.router)
 router.include_router(replay.router)

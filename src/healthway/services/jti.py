@@ -1,0 +1,38 @@
+"""The replay cache of client assertion ids, in the database (so it survives restarts and is shared by nodes).
+
+A ``jti`` is remembered per client until the assertion's own ``exp``; after that the assertion is refused for
+being expired anyway, so the row can go.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from healthway.storage.models import UsedAssertion
+
+
+def remember(session: Session, *, client_id: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+    """Record the jti; False when this client already used it and that use has not expired (a replay).
+
+    One statement, race-free on both databases: the insert wins, or it takes over only an expired row.
+    """
+    table = cast(sa.Table, UsedAssertion.__table__)
+    insert = postgresql.insert(table) if session.get_bind().dialect.name == "postgresql" else sqlite.insert(table)
+    statement = insert.values(client_id=client_id, jti=jti, expires_at=expires_at).on_conflict_do_update(
+        index_elements=[table.c.client_id, table.c.jti],
+        set_={"expires_at": expires_at},
+        where=table.c.expires_at <= now,
+    )
+    # RETURNING (not rowcount, which drivers report differently for upserts): a row back means recorded.
+    return session.execute(statement.returning(table.c.jti)).first() is not None
+
+
+def purge(session: Session, *, now: datetime) -> int:
+    """Delete the rows whose assertions have expired; returns how many."""
+    result = session.execute(sa.delete(UsedAssertion).where(UsedAssertion.expires_at <= now))
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,187 @@
+"""OAuth API keys: clients of the token endpoint, each in one environment, optionally limited to some sources.
+
+A key holds a JWK Set (by value) or a JWKS URL, and a pinned signing algorithm. ``generate`` creates the key pair
+here and returns the private half once; only the public JWK is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.domain import jwk, scopes
+from healthway.domain.actors import Actor
+from healthway.domain.audit import AuditAction
+from healthway.domain.permissions import Permission
+from healthway.errors import InvalidRequest, InvalidScope, NotFound
+from healthway.services import audit, authz
+from healthway.services.jwks_fetcher import check_url
+from healthway.storage.models import Environment, OAuthKey, OAuthKeySource, Source
+
+
+@dataclass(frozen=True)
+class KeyMaterial:
+    """Exactly one way of giving the public keys."""
+
+    generate: bool = False
+    jwks: dict[str, Any] | None = None
+    jwks_url: str | None = None
+    alg: str | None = None  # default: RS384, or what a JWK Set implies
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: OAuthKey
+    environment: Environment
+    source_ids: list[str]
+    generated: jwk.GeneratedKey | None
+
+
+def _resolve_material(material: KeyMaterial) -> tuple[str, dict[str, Any] | None, str | None, jwk.GeneratedKey | None]:
+    """(alg, jwks, jwks_url, generated key)."""
+    given = [material.generate, material.jwks is not None, material.jwks_url is not None]
+    if sum(given) != 1:
+        raise InvalidRequest("give exactly one of generate, jwks or jwks_url")
+    if material.generate:
+        generated = jwk.generate(material.alg or jwk.DEFAULT_ALG)
+        return generated.private_jwk["alg"], {"keys": [generated.public_jwk]}, None, generated
+    if material.jwks is not None:
+        alg = jwk.check_alg(material.alg or jwk.infer_alg(material.jwks))
+        return alg, jwk.validate_set(material.jwks, alg), None, None
+    assert material.jwks_url is not None
+    return jwk.check_alg(material.alg or jwk.DEFAULT_ALG), None, check_url(material.jwks_url), None
+
+
+def _allowed_scopes(requested: list[str] | None) -> list[str]:
+    try:
+        return scopes.validate_allowed(requested)
+    except InvalidScope as exc:  # here it is a management request, not an OAuth one
+        raise InvalidRequest(exc.message) from None
+
+
+def _check_sources(session: Session, environment: Environment, source_ids: Sequence[str]) -> list[str]:
+    unique = list(dict.fromkeys(source_ids))
+    for source_id in unique:
+        source = session.get(Source, source_id) if len(source_id) <= 64 else None
+        if source is None or source.environment_id != environment.id:
+            raise NotFound("source not found in this environment")
+    return unique
+
+
+def create(
+    session: Session,
+    *,
+    actor: Actor,
+    environment: Environment,
+    material: KeyMaterial,
+    source_ids: Sequence[str] = (),
+    name: str = "",
+    allowed_scopes: list[str] | None = None,
+) -> NewKey:
+    authz.require_env(session, actor, Permission.KEYS_WRITE, environment)
+    name = name.strip()
+    if len(name) > 200:
+        raise InvalidRequest("key name must be at most 200 characters")
+    sources = _check_sources(session, environment, source_ids)
+    alg, jwks, jwks_url, generated = _resolve_material(material)
+    key = OAuthKey(
+        environment_id=environment.id,
+        name=name,
+        alg=alg,
+        jwks=jwks,
+        jwks_url=jwks_url,
+        scopes=_allowed_scopes(allowed_scopes),
+    )
+    session.add(key)
+    session.flush()
+    session.add_all(OAuthKeySource(key_id=key.id, source_id=s) for s in sources)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.OAUTH_KEY_CREATE,
+        organization_id=environment.organization_id,
+        subject_type="oauth_key",
+        subject_id=key.id,
+        summary={
+            "client_id": key.client_id,
+            "name": name,
+            "alg": alg,
+            "environment": environment.name,
+            "sources": sources,
+            "kids": kids(key),
+            "jwks_url": jwks_url,
+            "generated": generated is not None,
+        },
+    )
+    return NewKey(key, environment, sources, generated)
+
+
+def kids(key: OAuthKey) -> list[str]:
+    return [k["kid"] for k in (key.jwks or {}).get("keys", [])]
+
+
+def source_ids(session: Session, key: OAuthKey) -> list[str]:
+    return list(session.scalars(sa.select(OAuthKeySource.source_id).where(OAuthKeySource.key_id == key.id)))
+
+
+def in_environment(environment: Environment) -> sa.Select[OAuthKey]:
+    return sa.select(OAuthKey).where(OAuthKey.environment_id == environment.id)
+
+
+def find(session: Session, key_id: str) -> tuple[OAuthKey, Environment] | None:
+    """By id or client_id."""
+    if len(key_id) > 64:
+        return None
+    row = session.execute(
+        sa.select(OAuthKey, Environment)
+        .join(Environment)
+        .where(sa.or_(OAuthKey.id == key_id, OAuthKey.client_id == key_id))
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def delete(session: Session, *, actor: Actor, key: OAuthKey, environment: Environment) -> None:
+    """Deletes the key; its access tokens go with it, so they stop working at once."""
+    authz.require_env(session, actor, Permission.KEYS_WRITE, environment)
+    session.delete(key)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.OAUTH_KEY_DELETE,
+        organization_id=environment.organization_id,
+        subject_type="oauth_key",
+        subject_id=key.id,
+        summary={"client_id": key.client_id, "name": key.name},
+    )
+
+
+def describe(key: OAuthKey, environment: Environment, sources: list[str]) -> dict[str, Any]:
+    """The wire shape of a key (CLI ``--json`` and Platform API), without private material."""
+    key_ids = kids(key)
+    return {
+        "id": key.id,
+        "client_id": key.client_id,
+        "name": key.name,
+        "environment": environment.name,
+        "sources": sources,
+        "alg": key.alg,
+        "kid": key_ids[0] if key_ids else None,
+        "kids": key_ids,
+        "jwks_url": key.jwks_url,
+        "scopes": key.scopes,
+        "created_at": key.created_at.isoformat() if key.created_at else None,
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+    }
+
+
+def describe_new(created: NewKey) -> dict[str, Any]:
+    """``describe`` plus, for a generated key, the private key (PEM and JWK): shown this once, never stored."""
+    view = describe(created.key, created.environment, created.source_ids)
+    if created.generated is not None:
+        view["private_key_pem"] = created.generated.private_key_pem
+        view["private_jwk"] = created.generated.private_jwk
+    return view
