@@ -145,6 +145,8 @@ def _read_secret_file(path: Path) -> str:
 def main() -> None:
     # Sub-command groups register themselves on import; importing here keeps `healthway.cli` import-light.
     from healthway.cli import (  # noqa: F401, PLC0415
+        accounts,
+        audit,
         destinations,
         keys,
         orgs,

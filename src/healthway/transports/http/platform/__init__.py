@@ -8,11 +8,15 @@ other organizations (their existence is never revealed).
 from fastapi import APIRouter
 
 from healthway.transports.http.platform import (
+    audit,
     destinations,
     oauth_keys,
+    organizations,
     replay,
     sources,
     subscriptions,
+    tokens,
+    users,
 )
 
 router = APIRouter(prefix="/platform/v1")
@@ -21,3 +25,7 @@ router.include_router(oauth_keys.router)
 router.include_router(destinations.router)
 router.include_router(subscriptions.router)
 router.include_router(replay.router)
+router.include_router(organizations.router)
+router.include_router(users.router)
+router.include_router(tokens.router)
+router.include_router(audit.router)

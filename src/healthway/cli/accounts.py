@@ -1,0 +1,123 @@
+"""``healthway user ...`` and ``healthway token ...``: accounts, roles and personal access tokens.
+
+The CLI acts as the installation's operator (full rights); every change is audited with the actor ``cli``.
+Named ``accounts`` because ``healthway.cli`` already binds ``users`` and ``tokens`` to the services.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+
+from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
+from healthway.domain.actors import CLI
+from healthway.domain.permissions import EnvRole, OrgRole
+from healthway.errors import NotFound
+from healthway.services import organizations, tokens, users
+from healthway.storage.models import utcnow
+from healthway.transports.account_views import role_change_view, user_view
+
+user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+Email = Annotated[str, typer.Option("--email", help="The user's e-mail address.")]
+
+
+class RoleChoice(StrEnum):
+    """The environment roles plus ``none`` (no access), as one choice list for --role."""
+
+    ADMIN = EnvRole.ADMIN.value
+    ENGINEER = EnvRole.ENGINEER.value
+    ANALYST = EnvRole.ANALYST.value
+    VIEWER = EnvRole.VIEWER.value
+    NONE = "none"
+
+
+@user_app.command("create")
+def user_create(
+    email: Email,
+    org_role: Annotated[OrgRole, typer.Option("--org-role", help="owner, admin or member")] = OrgRole.MEMBER,
+    org: OrgOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user to the organization; a new account gets a generated password, printed once."""
+    with database_session() as session:
+        organization = organizations.resolve(session, org)
+        user, password = users.invite(session, actor=CLI, organization=organization, email=email, org_role=org_role)
+    result: dict[str, Any] = {"email": user.email}
+    text = f"Added {user.email} as {org_role.value}"
+    if password:
+        result["password"] = password
+        text += f"\n  Password: {password}   (shown once)"
+    else:
+        text += " (existing account: their password is unchanged)"
+    emit(result, as_json=as_json, text=text)
+
+
+@user_app.command("set-role")
+def user_set_role(
+    email: Email,
+    env: Annotated[str, typer.Option("--env", help="development, staging or production")],
+    role: Annotated[RoleChoice, typer.Option("--role", help="admin, engineer, analyst, viewer or none")],
+    org: OrgOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Give a user one role in one environment (``none`` removes their access to it)."""
+    new_role = None if role is RoleChoice.NONE else EnvRole(role.value)
+    with database_session() as session:
+        environment = organizations.environment(session, organizations.resolve(session, org).id, env)
+        change = users.set_env_role(session, actor=CLI, environment=environment, email=email, role=new_role)
+        result = role_change_view(change)
+    text = f"{change.user.email} in {environment.name}: {change.previous or 'none'} -> {role.value}"
+    text += f"\n  gained: {', '.join(change.gained) or '-'}\n  lost:   {', '.join(change.lost) or '-'}"
+    emit(result, as_json=as_json, text=text)
+
+
+@user_app.command("list")
+def user_list(org: OrgOption = None, as_json: JsonFlag = False) -> None:
+    """Every member of the organization with their roles."""
+    with database_session() as session:
+        organization = organizations.resolve(session, org)
+        members = users.list_members(session, actor=CLI, organization=organization)
+        views = [user_view(m) for m in members]
+    lines = [
+        f"{v['email']:<40} {v['org_role']:<7} " + " ".join(f"{env}={role or '-'}" for env, role in v["roles"].items())
+        for v in views
+    ]
+    emit({"users": views}, as_json=as_json, text="\n".join(lines) or "no users")
+
+
+token_app = typer.Typer(help="Personal access tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    email: Annotated[str, typer.Option("--email", help="Whose token it is; it acts with their roles.")],
+    name: Annotated[str, typer.Option("--name", help="What the token is for.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """A new personal access token, printed once."""
+    with database_session() as session:
+        user = users.find_by_email(session, email)
+        if user is None:
+            raise NotFound("no user with that e-mail")
+        row, token = tokens.issue(session, actor=CLI, user=user, name=name)
+    emit({"token": token, "name": row.name}, as_json=as_json, text=f"{token}   (personal access token, shown once)")
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str | None, typer.Option("--id", help="The token's ID.")] = None,
+    token: Annotated[str | None, typer.Option("--token", help="The token itself.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Revoke a token at once (by ID, or by its value)."""
+    if (token_id is None) == (token is None):
+        fail("give exactly one of --id and --token")
+    with database_session() as session:
+        row = tokens.find_for(session, actor=CLI, token_id=token_id, token=token)
+        tokens.revoke(session, actor=CLI, token=row, now=utcnow())
+    emit({"id": row.id, "revoked": True}, as_json=as_json, text=f"Revoked token {row.name!r} ({row.id})")
