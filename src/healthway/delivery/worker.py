@@ -34,6 +34,7 @@ from healthway.storage.queue import Lane
 
 log = structlog.get_logger("healthway.delivery")
 Clock = Callable[[], datetime]
+RECORD_TRIES = 8  # about 15 s of retries (on top of each try's own lock wait)
 MAX_LANE_BYTES = 16 * 2**20  # payloads held in memory per lane; a lane always takes at least one message
 
 
@@ -66,14 +67,16 @@ class DeliveryWorker:
         self.options = options or WorkerOptions()
         self._event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task[None] | None = None
         self._lanes: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._listener: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
 
     # -- Listener ---------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        self._loop, self._event, self._stopping = asyncio.get_running_loop(), asyncio.Event(), False
+        """Run the loop on its own thread and event loop: FIFO sends are sequential round trips, and they must
+        not wait behind every HTTP request the server's own loop has queued."""
+        self._stopping = False
         self.senders = self._given_senders or default_senders()
         if self.db.is_sqlite:
             await asyncio.to_thread(self._release_stale_leases)
@@ -81,24 +84,31 @@ class DeliveryWorker:
             from healthway.delivery.pg_listen import start_listener  # noqa: PLC0415
 
             self._listener = start_listener(self.db, self.wake, lambda: self._stopping)
-        self._task = asyncio.create_task(self._run(), name="delivery-worker")
+        ready = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(ready),), name="delivery", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(ready.wait)
 
-    async def stop(self) -> None:
-        self._stopping = True
-        self._event.set()
-        if self._task is not None:
-            await self._task
+    async def _main(self, ready: threading.Event) -> None:
+        self._loop, self._event = asyncio.get_running_loop(), asyncio.Event()
+        ready.set()
+        await self._run()
         if self._lanes:  # give in-flight sends a moment, then cut them off (their leases are given back)
             _, pending = await asyncio.wait(self._lanes, timeout=2)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         await self.senders.aclose()
-        if self._listener is not None:
-            await asyncio.to_thread(self._listener.join, 3)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        for thread in (self._thread, self._listener):
+            if thread is not None:
+                await asyncio.to_thread(thread.join, 5)
 
     def is_up(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
 
     def wake(self) -> None:
         """Look for due deliveries now. Safe from any thread (intake runs in worker threads)."""
@@ -186,10 +196,17 @@ class DeliveryWorker:
             await asyncio.shield(self._record_safely(lane.delivery_ids, results))
 
     async def _record_safely(self, claimed: list[str], results: list[Sent]) -> None:
-        try:
-            await asyncio.to_thread(self._record, claimed, results)
-        except Exception:  # the leases expire and the lane is retried: at-least-once holds
-            log.exception("recording delivery attempts failed", deliveries=len(claimed))
+        """Record, retrying while the database is busy or away: a lost record means the sends are repeated."""
+        for attempt in range(RECORD_TRIES):
+            try:
+                await asyncio.to_thread(self._record, claimed, results)
+            except Exception:  # after the last try the leases expire and the lane is retried: at-least-once
+                if attempt == RECORD_TRIES - 1:
+                    log.exception("recording delivery attempts failed", deliveries=len(claimed))
+                    return
+                await asyncio.sleep(min(0.1 * 2**attempt, 5))
+            else:
+                return
 
     async def _attempt(self, item: Outgoing) -> AttemptResult:
         started = time.perf_counter()

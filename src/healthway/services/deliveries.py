@@ -113,25 +113,6 @@ def new_delivery(
     return delivery
 
 
-def query_destinations(session: Session, *, log: Log) -> list[Destination]:
-    """The enabled destinations whose subscriptions match ``log`` (a synchronous REQUEST needs exactly one)."""
-    facts = MessageFacts(log.data_model, log.event_type, log.message_type)
-    matched = [s for s in _subscriptions(session, log.source_id) if matches(filters_of(s), facts)]
-    return [d for s in matched if (d := session.get(Destination, s.destination_id)) is not None]
-
-
-def fhir_destination(session: Session, *, source_id: str) -> Destination | None:
-    """The ``fhir`` destination the source is subscribed to (the first one, if several), for FHIR reads."""
-    return session.scalar(
-        sa.select(Destination)
-        .join(Subscription, Subscription.destination_id == Destination.id)
-        .where(Subscription.source_id == source_id, Subscription.enabled, Destination.enabled)
-        .where(Destination.kind == "fhir")
-        .order_by(Subscription.created_at)
-        .limit(1)
-    )
-
-
 # -- recording attempts ---------------------------------------------------------------------------------------
 
 
@@ -181,16 +162,20 @@ def record(
 
 def settle_logs(session: Session, log_ids: Iterable[str]) -> None:
     """Set each log's status from its deliveries: ``received`` while any is pending, then delivered or failed."""
-    for log_id in sorted(set(log_ids)):
-        # Locks the log row on PostgreSQL: two nodes finishing its last two deliveries must not both miss it.
-        session.execute(sa.select(Log.id).where(Log.id == log_id).with_for_update())
-        statuses = set(session.scalars(sa.select(Delivery.status).where(Delivery.log_id == log_id)))
-        status = DELIVERED
-        if not statuses or PENDING in statuses:
-            status = "received"
-        elif FAILED in statuses:
-            status = FAILED
-        session.execute(sa.update(Log).where(Log.id == log_id, Log.status != status).values(status=status))
+    ids = sorted(set(log_ids))
+    if not ids:
+        return
+    # Lock the log rows first (PostgreSQL; in one order, so no deadlock): two nodes finishing a log's last two
+    # deliveries at once must not both see the other's as pending. The UPDATE below then reads committed state.
+    session.execute(sa.select(Log.id).where(Log.id.in_(ids)).order_by(Log.id).with_for_update())
+
+    def having(status: str) -> sa.Exists:
+        return sa.exists().where(Delivery.log_id == Log.id, Delivery.status == status)
+
+    status = sa.case((having(PENDING), "received"), (having(FAILED), FAILED), else_=DELIVERED)
+    session.execute(
+        sa.update(Log).where(Log.id.in_(ids), sa.exists().where(Delivery.log_id == Log.id)).values(status=status)
+    )
 
 
 # -- views ------------------------------------------------------------------------------------------------------
