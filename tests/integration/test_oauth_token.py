@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,8 +29,10 @@ from starlette.responses import JSONResponse
 from healthway.app import Healthway, build
 from healthway.domain import assertions
 from healthway.domain.actors import CLI
-from healthway.services import jti, oauth_keys
+from healthway.errors import InvalidClient
+from healthway.services import access_tokens, jti, oauth_keys
 from healthway.services.oauth_keys import KeyMaterial
+from healthway.services.token_issuer import IssueRequest, issue_many
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Environment, UsedAssertion
@@ -452,3 +455,32 @@ def test_refusals_are_audited_aggregated_and_never_hold_the_assertion(h: Harness
         assert len(events) == 1  # one per client and minute, however many refusals
         assert events[0].subject_id == h.client_id and events[0].summary["refusals"] == 1
         assert not any(token.split(".")[1][:20] in json.dumps(e.summary) for e in events for token in tokens)
+
+
+# -- batching ---------------------------------------------------------------------------------------------------
+
+
+def test_one_batch_issues_refuses_replays_and_deleted_keys(h: Harness) -> None:
+    with h.hw.db.session() as session:
+        key_id = oauth_keys.find(session, h.client_id)[0].id  # type: ignore[index]
+    exp = h.clock().timestamp() + 60
+
+    def request(jti_: str, key: str = key_id) -> IssueRequest:
+        return IssueRequest(key, h.client_id, h.env_id, jti_, exp, "system/*.*", touch_last_used=True)
+
+    batch = [request("a"), request("b"), request("a"), request("c", key="gone-key")]
+    with h.hw.db.session() as session:
+        outcomes = issue_many(session, batch, now=h.clock(), ttl=timedelta(seconds=300), purge=True)
+    assert isinstance(outcomes[0], str) and isinstance(outcomes[1], str)
+    assert isinstance(outcomes[2], InvalidClient) and "already used" in outcomes[2].message
+    assert isinstance(outcomes[3], InvalidClient) and "unknown client" in outcomes[3].message
+    with h.hw.db.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(UsedAssertion)) == 2
+        assert access_tokens.authenticate(session, outcomes[0], now=h.clock()) is not None
+
+
+def test_concurrent_replays_of_one_assertion_get_one_token(h: Harness) -> None:
+    token = h.assertion()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(lambda _: h.token(token).status_code, range(8)))
+    assert statuses == [200] + [401] * 7

@@ -29,7 +29,8 @@ def remember(session: Session, *, client_id: str, jti: str, expires_at: datetime
         where=table.c.expires_at <= now,
     )
     # RETURNING (not rowcount, which drivers report differently for upserts): a row back means recorded.
-    return session.execute(statement.returning(table.c.jti)).first() is not None
+    # On the connection: a Core statement needs none of the ORM's bulk-insert machinery (hot path).
+    return session.connection().execute(statement.returning(table.c.jti)).first() is not None
 
 
 def purge(session: Session, *, now: datetime) -> int:

@@ -2,12 +2,13 @@
 
 ``OAuthServer`` takes the form fields (already parsed by the transport) and answers plain dicts. Reads of the
 client go through a short in-process cache (keys never change after creation; deletion is re-checked inside the
-write transaction). Every write (jti, token, last-used time) is one unit of work handed to ``submit`` — the
-group committer in the server — so many concurrent token requests share one commit.
+write transaction). Writes go to ``submit`` (the group committer in the server); token issuance is further
+batched by ``TokenIssuer``, so many concurrent token requests share a few statements and one commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from healthway.errors import InvalidClient, OAuthInvalidRequest, UnsupportedGran
 from healthway.services import access_tokens, audit, jti
 from healthway.services.jwks_fetcher import JwksFetcher, JwksUnavailable
 from healthway.services.oauth_rejections import RejectionAggregator, RejectionEvent
+from healthway.services.token_issuer import IssueRequest, TokenIssuer
 from healthway.storage.db import Database
 from healthway.storage.models import Environment, OAuthKey
 
@@ -107,9 +109,11 @@ class OAuthServer:
         self._db, self._submit, self._fetcher = db, submit, fetcher
         self._audience, self._clock, self._monotonic = audience, clock, monotonic
         self._clients: dict[str, tuple[float, Client]] = {}
+        self._reading: dict[str, asyncio.Future[Client | None]] = {}
         self._rejections = RejectionAggregator(monotonic=monotonic)
         self._next_purge = 0.0
         self._last_used_written: dict[str, float] = {}
+        self._issuer = TokenIssuer(submit, clock=clock, ttl=TOKEN_TTL)
 
     # -- client authentication -----------------------------------------------------------------------------
     async def authenticate(self, form: Mapping[str, str], *, address: str | None) -> Authenticated:
@@ -150,7 +154,13 @@ class OAuthServer:
         cached = self._clients.get(client_id)
         if cached is not None and self._monotonic() - cached[0] < CLIENT_CACHE_SECONDS:
             return cached[1]
-        client = await anyio.to_thread.run_sync(self._read_client, client_id)
+        reading = self._reading.get(client_id)
+        if reading is None:  # concurrent misses of one client share one read (the cache expires under load)
+            reading = self._reading[client_id] = asyncio.ensure_future(
+                anyio.to_thread.run_sync(self._read_client, client_id)
+            )
+            reading.add_done_callback(lambda _: self._reading.pop(client_id, None))
+        client = await asyncio.shield(reading)
         if client is not None:
             if len(self._clients) > 10_000:
                 self._clients.clear()
@@ -182,8 +192,23 @@ class OAuthServer:
             raise UnsupportedGrantType("only grant_type=client_credentials is supported")
         auth = await self.authenticate(form, address=address)
         scope = scopes.grant(form.get("scope"), auth.client.scopes)
-        now, chores = self._clock(), self._chores(auth.client)
-        token: str = await self._write(auth, lambda session: self._issue(session, auth, scope, now, chores), address)
+        chores, client = self._chores(auth.client), auth.client
+        if chores.purge:
+            self._issuer.purge_with_next_batch()
+        request = IssueRequest(
+            client.key_id,
+            client.client_id,
+            client.environment_id,
+            auth.assertion.jti,
+            auth.assertion.expires_at,
+            scope,
+            touch_last_used=chores.touch_last_used,
+        )
+        try:
+            token = await self._issuer.issue(request)
+        except InvalidClient as exc:
+            await self._audit_rejection(client, exc.message, address)
+            raise
         expires_in = int(TOKEN_TTL.total_seconds())
         return {"access_token": token, "token_type": "Bearer", "expires_in": expires_in, "scope": scope}
 
@@ -200,19 +225,6 @@ class OAuthServer:
             self._last_used_written[client.key_id] = now
         return Chores(purge=purge, touch_last_used=touch)
 
-    @staticmethod
-    def _issue(session: Session, auth: Authenticated, scope: str, now: datetime, chores: Chores) -> str:
-        _record_use(session, auth, now, chores)
-        token, _ = access_tokens.issue(
-            session,
-            environment_id=auth.client.environment_id,
-            oauth_key_id=auth.client.key_id,
-            scope=scope,
-            now=now,
-            ttl=TOKEN_TTL,
-        )
-        return token
-
     async def revoke(self, form: Mapping[str, str], *, address: str | None) -> None:
         """RFC 7009: revokes the token when this client owns it; the answer is the same either way."""
         token = _field(form, "token")
@@ -220,6 +232,7 @@ class OAuthServer:
         now, chores = self._clock(), self._chores(auth.client)
 
         def work(session: Session) -> None:
+            _require_key(session, auth.client)
             _record_use(session, auth, now, chores)
             row = access_tokens.find(session, token)
             if row is not None and row.oauth_key_id == auth.client.key_id:
@@ -234,6 +247,7 @@ class OAuthServer:
         now, chores = self._clock(), self._chores(auth.client)
 
         def work(session: Session) -> dict[str, Any]:
+            _require_key(session, auth.client)
             _record_use(session, auth, now, chores)
             grant = access_tokens.authenticate(session, token, now=now)
             if grant is None or grant.environment.id != auth.client.environment_id:
@@ -262,14 +276,16 @@ class OAuthServer:
         return result
 
 
-def _record_use(session: Session, auth: Authenticated, now: datetime, chores: Chores) -> None:
-    """In the write transaction: the key still exists, the jti is new (recorded now), last-used is updated."""
-    client = auth.client
-    key_alive = session.scalar(
-        sa.select(OAuthKey.id).where(OAuthKey.id == client.key_id, OAuthKey.revoked_at.is_(None))
-    )
-    if key_alive is None:
+def _require_key(session: Session, client: Client) -> None:
+    """The key still exists (it may have been deleted while its client was cached here)."""
+    alive = session.scalar(sa.select(OAuthKey.id).where(OAuthKey.id == client.key_id, OAuthKey.revoked_at.is_(None)))
+    if alive is None:
         raise InvalidClient("unknown client")
+
+
+def _record_use(session: Session, auth: Authenticated, now: datetime, chores: Chores) -> None:
+    """In the write transaction: the jti is new (recorded now); now and then, purge and last-used."""
+    client = auth.client
     if chores.purge:
         jti.purge(session, now=now)
     expires_at = datetime.fromtimestamp(auth.assertion.expires_at, UTC)
