@@ -134,7 +134,7 @@ def postgres() -> Iterator[str | None]:
     """A throwaway PostgreSQL (scripts/pg-start.sh), or None when PostgreSQL is not installed."""
     script = Path(__file__).resolve().parents[1] / "scripts" / "pg-start.sh"
     env = {**os.environ, "PGPORT": str(free_port())}
-    started = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, check=False)  # noqa: S603, S607
+    started = subprocess.run(["bash", str(script)], capture_output=True, text=True, env=env, check=False)
     if started.returncode != 0:
         yield None
         return
@@ -142,7 +142,7 @@ def postgres() -> Iterator[str | None]:
     try:
         yield values["DATABASE_URL"]
     finally:
-        subprocess.run(["bash", values["PG_STOP"]], check=False)  # noqa: S603, S607
+        subprocess.run(["bash", values["PG_STOP"]], check=False)
 
 
 def main() -> None:

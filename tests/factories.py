@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from healthway.domain.actors import CLI
-from healthway.services import deliveries, destinations, organizations, sources, subscriptions, tokens, users
-from healthway.storage.models import Destination, Environment, Log, Organization, Source, Subscription, User, utcnow
+from healthway.services import (
+    access_tokens,
+    deliveries,
+    destinations,
+    organizations,
+    sources,
+    subscriptions,
+    tokens,
+    users,
+)
+from healthway.storage.models import (
+    Destination,
+    Environment,
+    Log,
+    OAuthKey,
+    OAuthKeySource,
+    Organization,
+    Source,
+    Subscription,
+    User,
+    utcnow,
+)
 
 
 @dataclass
@@ -33,6 +53,20 @@ def make_org(session: Session, *, name: str = "Northwind", email: str = "admin@n
 
 def make_source(session: Session, env: Environment, name: str = "EHR") -> Source:
     return sources.create(session, actor=CLI, environment=env, name=name)
+
+
+def make_access_token(
+    session: Session, env: Environment, *, sources: list[Source] | None = None, now: datetime | None = None
+) -> str:
+    """A 300 s bearer token from an OAuth key covering ``sources`` (or every source of ``env``)."""
+    key = OAuthKey(environment_id=env.id, alg="ES384", jwks={"keys": []}, name="test")
+    session.add(key)
+    session.flush()
+    session.add_all(OAuthKeySource(key_id=key.id, source_id=s.id) for s in sources or [])
+    token, _ = access_tokens.issue(
+        session, environment_id=env.id, oauth_key_id=key.id, now=now or utcnow(), ttl=timedelta(seconds=300)
+    )
+    return token
 
 
 def make_destination(

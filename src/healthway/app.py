@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from limits import RateLimitItem
 from prometheus_client import CollectorRegistry
 
+from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import build_worker
+from healthway.services.group_commit import GroupCommitter
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
+from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_limit
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import utcnow
@@ -33,13 +37,33 @@ class Listener(Protocol):
     def is_up(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class RateLimits:
+    """The parsed HEALTHWAY_RATE_LIMIT_* settings (None: no limit)."""
+
+    per_address: RateLimitItem | None
+    per_source: RateLimitItem | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimits:
+        return cls(
+            parse_limit(settings.rate_limit_per_address, "HEALTHWAY_RATE_LIMIT_PER_ADDRESS"),
+            parse_limit(settings.rate_limit_per_source, "HEALTHWAY_RATE_LIMIT_PER_SOURCE"),
+        )
+
+
 @dataclass
 class Healthway:
     settings: Settings
     db: Database
     clock: Clock
     metrics: CollectorRegistry
+    committer: GroupCommitter
+    rate_limiter: RateLimiter
+    rate_limits: RateLimits
+    guard: BruteForceGuard
     jwks_fetcher: JwksFetcher
+    forwarder: Forwarder
     listeners: list[Listener] = field(default_factory=list)
 
 
@@ -52,13 +76,21 @@ def build(
     jwks_fetcher: JwksFetcher | None = None,
 ) -> Healthway:
     db = db or Database(settings.resolved_database_url)
+    rate_limiter = RateLimiter(settings.redis_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
     worker = build_worker(db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age)
+    committer = GroupCommitter(db, on_commit=worker.wake)  # new deliveries are due at once: no polling delay
+    forwarder = Forwarder(timeout=settings.request_timeout)
     return Healthway(
         settings=settings,
         db=db,
         clock=clock,
         metrics=metrics,
+        committer=committer,
+        rate_limiter=rate_limiter,
+        rate_limits=RateLimits.from_settings(settings),
+        guard=BruteForceGuard(rate_limiter),
         jwks_fetcher=jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls),
-        listeners=[worker, *(listeners or [])],
+        forwarder=forwarder,
+        listeners=[committer, worker, forwarder, *(listeners or [])],
     )

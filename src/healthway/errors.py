@@ -14,6 +14,8 @@
      ├── PayloadTooLarge                413 payload_too_large
      ├── UnprocessableEntity            422 unprocessable_entity
      ├── RateLimited                    429 rate_limited
+     ├── BadGateway                     502 bad_gateway (a synchronous request's destination failed)
+     ├── GatewayTimeout                 504 gateway_timeout (... or did not answer in time)
      └── OAuthError                     RFC 6749 errors, rendered as {"error", "error_description"}
           ├── InvalidClient             401 invalid_client
           ├── OAuthInvalidRequest       400 invalid_request
@@ -100,6 +102,16 @@ class RateLimited(HealthwayError):
     def __init__(self, message: str, *, limit: int, remaining: int, reset_at: int, retry_after: int) -> None:
         super().__init__(message)
         self.limit, self.remaining, self.reset_at, self.retry_after = limit, remaining, reset_at, retry_after
+
+
+class BadGateway(HealthwayError):
+    code = "bad_gateway"
+    status_code = 502
+
+
+class GatewayTimeout(HealthwayError):
+    code = "gateway_timeout"
+    status_code = 504
 
 
 class OAuthError(HealthwayError):

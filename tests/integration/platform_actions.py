@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from healthway.domain import passwords
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
-from healthway.services import destinations, oauth_keys, subscriptions, tokens
+from healthway.services import destinations, legacy_keys, oauth_keys, subscriptions, tokens
 from healthway.services.oauth_keys import KeyMaterial
-from healthway.storage.models import Destination, EnvironmentRole, Log, Membership, Source, User
+from healthway.storage.models import Destination, EnvironmentRole, Log, Membership, Organization, Source, User
 from tests.factories import World, make_source
 
 P = Permission
@@ -343,3 +344,54 @@ def _oauth_key_actions(env: str) -> list[Action]:
 
 
 ACTIONS += [action for env in ("development", "production") for action in _oauth_key_actions(env)]
+
+
+def _legacy_source(environment: str) -> Callable[[Session, World, User], Ids]:
+    """A fresh source, in an organization that allows legacy keys (another action may have turned them off)."""
+
+    def prepare(session: Session, world: World, caller: User) -> Ids:
+        session.execute(sa.update(Organization).where(Organization.id == world.org.id).values(allow_legacy_keys=True))
+        return _source(environment)(session, world, caller)
+
+    return prepare
+
+
+def _legacy_key(environment: str) -> Callable[[Session, World, User], Ids]:
+    def prepare(session: Session, world: World, caller: User) -> Ids:
+        source = session.get(Source, _legacy_source(environment)(session, world, caller)["source_id"])
+        assert source is not None
+        key, _ = legacy_keys.create(session, actor=CLI, source=source, environment=world.envs[environment])
+        return {"api_key": key.api_key}
+
+    return prepare
+
+
+def _legacy_key_and_log_actions(env: str) -> list[Action]:
+    """Legacy keys (issue 6) and the message log (issue 7), performed in ``env``."""
+    listing = {"environment": env}
+    return [
+        Action(f"legacy_keys.list.{env}", "GET", "/platform/v1/legacy-keys", P.KEYS_READ, env, params=listing),
+        Action(
+            f"legacy_keys.create.{env}",
+            "POST",
+            "/platform/v1/sources/{source_id}/legacy-key",
+            P.KEYS_WRITE,
+            env,
+            success=201,
+            prepare=_legacy_source(env),
+        ),
+        Action(
+            f"legacy_keys.rotate.{env}",
+            "POST",
+            "/platform/v1/legacy-keys/{api_key}/rotate-secret",
+            P.KEYS_WRITE,
+            env,
+            prepare=_legacy_key(env),
+        ),
+        Action(f"logs.list.{env}", "GET", "/platform/v1/logs", P.LOGS_READ, env, params=listing),
+        Action(f"logs.counts.{env}", "GET", "/platform/v1/logs/counts", P.LOGS_READ, env, params=listing),
+        Action(f"logs.get.{env}", "GET", "/platform/v1/logs/{log_id}", P.LOGS_READ, env, prepare=_log(env)),
+    ]
+
+
+ACTIONS += [action for env in ("development", "production") for action in _legacy_key_and_log_actions(env)]

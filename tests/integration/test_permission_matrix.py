@@ -27,7 +27,8 @@ from tests.integration.platform_actions import ACTIONS, Action, make_member
 
 # Permissions whose endpoints arrive with later issues (log reading). Remove a permission from here when its first
 # row is added to ACTIONS; the last test below says when that is due.
-NOT_YET_EXPOSED = {Permission.LOGS_READ, Permission.LOGS_READ_PAYLOAD}
+# Payload reading is a part of logs.get, not an action of its own: test_logs.py checks it per role.
+NOT_YET_EXPOSED = {Permission.LOGS_READ_PAYLOAD}
 
 
 @dataclass(frozen=True)
@@ -77,30 +78,38 @@ def matrix(db: Database) -> Iterator[Matrix]:
         yield Matrix(db, client, world, callers)
 
 
-@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name)
-def test_permission_matrix(matrix: Matrix, action: Action) -> None:
-    mismatches = []
+def _mismatches(matrix: Matrix, action: Action) -> list[str]:
+    found = []
     for caller in matrix.callers:
         with matrix.db.session() as session:
             request = action.request(matrix.world, caller.user, session)
         response = matrix.client.request(**request, headers={"Authorization": f"Bearer {caller.token}"})
         want = expected_status(action, caller)
         if response.status_code != want:
-            mismatches.append(f"{caller}: got {response.status_code}, want {want}: {response.text[:200]}")
-        if response.status_code in (403, 404):
+            found.append(f"{action.name} ({action.permission}) as {caller}: got {response.status_code}, want {want}")
+        elif want in (403, 404):
             assert response.json()["error"]["code"] == ("forbidden" if want == 403 else "not_found")
-    assert not mismatches, f"{action.name} ({action.permission}):\n" + "\n".join(mismatches)
+    return found
 
 
-@pytest.mark.parametrize("action", ACTIONS, ids=lambda a: a.name)
-@pytest.mark.parametrize("authorization", [None, "Bearer hwpat_unknown", "Basic bm9ib2R5"])
-def test_without_a_valid_token_every_action_is_401(matrix: Matrix, action: Action, authorization: str | None) -> None:
-    with matrix.db.session() as session:
-        request = action.request(matrix.world, matrix.world.admin, session)
-    headers = {"Authorization": authorization} if authorization else {}
-    response = matrix.client.request(**request, headers=headers)
-    assert response.status_code == 401, response.text
-    assert response.json()["error"]["code"] == "unauthenticated"
+def test_permission_matrix(matrix: Matrix) -> None:
+    """Every action x every caller, in one test per database: the fixture (two organizations, sixteen callers)
+    is built once instead of once per action."""
+    mismatches = [line for action in ACTIONS for line in _mismatches(matrix, action)]
+    assert not mismatches, "\n".join(mismatches)
+
+
+def test_without_a_valid_token_every_action_is_401(matrix: Matrix) -> None:
+    failures = []
+    for action in ACTIONS:
+        for authorization in (None, "Bearer hwpat_unknown", "Basic bm9ib2R5"):
+            with matrix.db.session() as session:
+                request = action.request(matrix.world, matrix.world.admin, session)
+            headers = {"Authorization": authorization} if authorization else {}
+            response = matrix.client.request(**request, headers=headers)
+            if response.status_code != 401 or response.json()["error"]["code"] != "unauthenticated":
+                failures.append(f"{action.name} with {authorization}: {response.status_code}")
+    assert not failures, "\n".join(failures)
 
 
 def _platform_routes(tmp_path: Path) -> set[tuple[str, str]]:

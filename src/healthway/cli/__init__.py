@@ -149,6 +149,8 @@ def main() -> None:
         audit,
         destinations,
         keys,
+        legacy_keys,
+        logs,
         orgs,
         replay,
         sources,

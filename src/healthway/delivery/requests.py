@@ -1,58 +1,69 @@
-"""Synchronous requests (DESIGN §3): a ``...Query`` SEND forwarded to its one destination and answered with the
-destination's response, and FHIR reads proxied to the source's ``fhir`` destination.
-
-The transport finds the destination (``services.deliveries.query_destinations`` / ``fhir_destination``), calls
-``Requester.query`` or ``Requester.fhir`` under ``HEALTHWAY_REQUEST_TIMEOUT``, and answers 200 with the response,
-502 on ``DestinationUnavailable`` (or a non-2xx answer, as it sees fit), 504 when ``timed_out``.
-"""
+"""Forwarding synchronous requests: a Data Model query to a webhook destination, a FHIR read/search to a FHIR
+server. Unlike deliveries these are never retried: the caller waits for the answer (HEALTHWAY_REQUEST_TIMEOUT)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 
 import httpx
 
 from healthway.delivery.senders import Message, Target
-from healthway.delivery.senders.fhir import DestinationUnavailable, FhirResponse, FhirSender
+from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
 from healthway.delivery.senders.webhook import headers_for
-from healthway.storage.models import Destination
-
-__all__ = ["DestinationUnavailable", "FhirResponse", "Requester", "target_of"]
+from healthway.services.sync_requests import Answer, Route
 
 
-def target_of(destination: Destination) -> Target:
-    return Target(destination.id, destination.kind, dict(destination.config))
+class TimedOut(Exception):
+    """The destination did not answer within the request timeout (→ 504)."""
 
 
-class Requester:
-    """One pooled HTTP client for synchronous requests; ``aclose`` it when the server stops."""
+class Forwarder:
+    """An app Listener owning the pooled HTTP clients used for synchronous requests."""
+
+    name = "sync_requests"
 
     def __init__(self, *, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._timeout = timeout
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
-        self._fhir = FhirSender(timeout=timeout, transport=transport)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._fhir: FhirSender | None = None
 
-    async def query(self, target: Target, message: Message) -> FhirResponse:
-        """POST the query to a webhook destination (signed like any delivery) or a FHIR server; its answer."""
-        if target.kind == "fhir":
-            return await self._fhir.request(target, method="POST", path="", body=message.payload)
+    async def start(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport, follow_redirects=False)
+        self._fhir = FhirSender(timeout=self._timeout, transport=self._transport)
+
+    async def stop(self) -> None:
+        for closable in (self._client, self._fhir):
+            if closable is not None:
+                await closable.aclose()
+
+    def is_up(self) -> bool:
+        return self._client is not None and not self._client.is_closed
+
+    async def query(self, route: Route, *, source_id: str, log_id: str, content_type: str, body: bytes) -> Answer:
+        """POST a Data Model query to a webhook destination, signed like a delivery; its answer is the result."""
+        assert self._client is not None, "started with the server"
+        message = Message(str(uuid.uuid4()), log_id, source_id, content_type, body)
+        target = Target(route.destination_id, route.kind, route.config)
         try:
             response = await self._client.post(
-                target.config["url"], content=message.payload, headers=headers_for(target, message)
+                str(route.config["url"]), content=body, headers=headers_for(target, message)
             )
         except httpx.TimeoutException:
-            raise DestinationUnavailable("the destination did not answer in time", timed_out=True) from None
+            raise TimedOut from None
         except httpx.HTTPError as exc:
-            reason = f"the destination is unreachable: {type(exc).__name__}"
-            raise DestinationUnavailable(reason, timed_out=False) from None
-        return FhirResponse(response.status_code, response.headers.get("content-type", ""), response.content)
+            return Answer(0, "", b"", f"request failed: {type(exc).__name__}")
+        content = response.headers.get("content-type", "application/json")
+        return Answer(response.status_code, content, response.content, f"HTTP {response.status_code}")
 
-    async def fhir(
-        self, target: Target, *, method: str, path: str, params: Mapping[str, str] | None = None
-    ) -> FhirResponse:
-        """Proxy one FHIR interaction (``GET /fhir/R4/{type}``, ``/{type}/{id}``) to the destination."""
-        return await self._fhir.request(target, method=method, path=path, params=params)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-        await self._fhir.aclose()
+    async def fhir(self, route: Route, *, method: str, path: str, params: Mapping[str, str]) -> Answer:
+        assert self._fhir is not None, "started with the server"
+        target = Target(route.destination_id, route.kind, route.config)
+        try:
+            answer = await self._fhir.request(target, method=method, path=path, params=params, timeout=self._timeout)
+        except DestinationUnavailable as exc:
+            if exc.timed_out:
+                raise TimedOut from None
+            return Answer(0, "", b"", str(exc))
+        return Answer(answer.status_code, answer.content_type, answer.body, f"HTTP {answer.status_code}")

@@ -76,23 +76,43 @@ def find(session: Session, token: str) -> AccessToken | None:
 
 
 def authenticate(session: Session, token: str, *, now: datetime) -> Grant | None:
-    """The token's grant, or None when it is unknown, expired or revoked, or its key is gone or revoked."""
-    row = find(session, token)
+    """The token's grant, or None when it is unknown, expired or revoked, or its key is gone or revoked.
+
+    On the hot path of every data request: one joined query (plus one for keys limited to listed sources).
+    """
+    if not has_kind(token, SecretKind.ACCESS_TOKEN) or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    row = session.execute(
+        sa.select(
+            AccessToken.expires_at,
+            AccessToken.revoked_at,
+            AccessToken.scope,
+            AccessToken.oauth_key_id,
+            AccessToken.legacy_api_key,
+            Environment.id,
+            Environment.name,
+            Environment.organization_id,
+            OAuthKey.revoked_at.label("key_revoked_at"),
+            LegacyKey.source_id.label("legacy_source_id"),
+        )
+        .join(Environment, Environment.id == AccessToken.environment_id)
+        .outerjoin(OAuthKey, OAuthKey.id == AccessToken.oauth_key_id)
+        .outerjoin(LegacyKey, LegacyKey.api_key == AccessToken.legacy_api_key)
+        .where(AccessToken.token_digest == digest(token))
+    ).first()
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
-    environment = session.get(Environment, row.environment_id)
-    assert environment is not None
     if row.oauth_key_id is not None:
-        key = session.get(OAuthKey, row.oauth_key_id)
-        if key is None or key.revoked_at is not None:
+        if row.key_revoked_at is not None:
             return None
-        listed = session.scalars(sa.select(OAuthKeySource.source_id).where(OAuthKeySource.key_id == key.id)).all()
-        source_ids = frozenset(listed) if listed else None
+        listed = session.scalars(sa.select(OAuthKeySource.source_id).where(OAuthKeySource.key_id == row.oauth_key_id))
+        source_ids = frozenset(listed) or None
+    elif row.legacy_source_id is not None:
+        source_ids = frozenset({row.legacy_source_id})
     else:
-        legacy = session.get(LegacyKey, row.legacy_api_key)
-        if legacy is None:
-            return None
-        source_ids = frozenset({legacy.source_id})
+        return None  # its key is gone
+    # A detached Environment: the grant outlives the session that read it.
+    environment = Environment(id=row.id, name=row.name, organization_id=row.organization_id)
     return Grant(environment, row.scope, row.expires_at, row.oauth_key_id, row.legacy_api_key, source_ids)
 
 

@@ -55,6 +55,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the lock up front (BEGIN IMMEDIATE) and so queue on the busy timeout, instead of failing
+    # when a read lock cannot be upgraded; read-only sessions use a plain deferred BEGIN.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+
+
 class Database:
     """One engine and its session factory. Use ``session()`` as a unit of work: commit on success."""
 
@@ -63,18 +69,22 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             self._prepare_sqlite_dir()
-            # isolation_level=None hands transaction control to us: every unit of work starts with
-            # BEGIN IMMEDIATE, so writers queue on the busy timeout instead of failing on a lock upgrade.
+            # isolation_level=None hands transaction control to us (see _sqlite_begin).
+            # As many pooled connections as request threads (anyio's default is 40), so none is opened per request.
             self.engine: Engine = sa.create_engine(
-                self.url, connect_args={"check_same_thread": False, "isolation_level": None}
+                self.url,
+                connect_args={"check_same_thread": False, "isolation_level": None},
+                pool_size=40,
+                max_overflow=10,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+            event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = sa.create_engine(
-                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+                self.url, pool_size=20, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 5}
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(readonly=True), expire_on_commit=False)
 
     def _prepare_sqlite_dir(self) -> None:
         if not self.url.database or self.url.database == ":memory:":
@@ -92,6 +102,15 @@ class Database:
         """A unit of work: everything inside commits together, or nothing does."""
         try:
             with self._sessions() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A read-only unit of work: on SQLite it does not take the write lock, so it never waits for writers."""
+        try:
+            with self._read_sessions() as session, session.begin():
                 yield session
         except OperationalError as exc:
             raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc

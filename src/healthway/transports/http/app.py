@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from healthway import __version__
 from healthway.app import Healthway
-from healthway.transports.http import errors, health, oauth, platform
+from healthway.transports.http import errors, health, intake, legacy_auth, oauth, platform, sync
 from healthway.transports.http.middleware import RequestMiddleware
 
 log = structlog.get_logger("healthway")
@@ -42,6 +42,9 @@ def create_app(hw: Healthway) -> FastAPI:
     errors.install(app)
     app.include_router(health.router)
     app.include_router(platform.router)
+    app.router.routes.extend(intake.routes)
+    app.router.routes.extend(sync.routes)
+    app.router.routes.extend(legacy_auth.routes)
     oauth.install(app, hw)
     app.add_middleware(RequestMiddleware, registry=hw.metrics)
     return app

@@ -10,6 +10,8 @@ from fastapi import APIRouter
 from healthway.transports.http.platform import (
     audit,
     destinations,
+    legacy_keys,
+    logs,
     oauth_keys,
     organizations,
     replay,
@@ -21,11 +23,13 @@ from healthway.transports.http.platform import (
 
 router = APIRouter(prefix="/platform/v1")
 router.include_router(sources.router)
+router.include_router(legacy_keys.router)
 router.include_router(oauth_keys.router)
-router.include_router(destinations.router)
-router.include_router(subscriptions.router)
-router.include_router(replay.router)
+router.include_router(logs.router)
 router.include_router(organizations.router)
 router.include_router(users.router)
 router.include_router(tokens.router)
 router.include_router(audit.router)
+router.include_router(destinations.router)
+router.include_router(subscriptions.router)
+router.include_router(replay.router)

@@ -1,0 +1,81 @@
+"""Inbound message shapes: the Data Model API's ``Meta`` and FHIR message Bundles. Pure validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from healthway.errors import InvalidRequest
+
+JSON = "application/json"
+FHIR_JSON = "application/fhir+json"
+HL7V2 = "x-application/hl7-v2+er7"
+MAX_NAME = 100
+# Redox's sample payloads (and many clients built from them) carry the nil UUID as a placeholder destination;
+# it names no destination, so it does not narrow routing.
+NIL_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class DataModelMeta:
+    data_model: str
+    event_type: str
+    destination_ids: list[str] | None  # Meta.Destinations narrows routing when present
+    test: bool
+    meta: dict[str, Any]  # the request's Meta, echoed in the response
+
+    @property
+    def is_query(self) -> bool:
+        """A synchronous REQUEST (DESIGN §3): the event type ends in ``Query``."""
+        return self.event_type.endswith("Query")
+
+
+def _name(meta: dict[str, Any], key: str) -> str:
+    value = meta.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest(f"Meta.{key} must be a non-empty string")
+    if len(value) > MAX_NAME:
+        raise InvalidRequest(f"Meta.{key} must be at most {MAX_NAME} characters")
+    return value
+
+
+def _destinations(meta: dict[str, Any]) -> list[str] | None:
+    value = meta.get("Destinations")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(d, dict) and isinstance(d.get("ID"), str) for d in value):
+        raise InvalidRequest('Meta.Destinations must be a list of {"ID": "..."} objects')
+    named = [d["ID"] for d in value if d["ID"] != NIL_UUID]
+    return named or None
+
+
+def parse_data_model(body: Any) -> DataModelMeta:
+    """Validate a ``POST /endpoint`` body (already JSON-decoded)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    meta = body.get("Meta")
+    if not isinstance(meta, dict):
+        raise InvalidRequest("the body must have a Meta object")
+    test = meta.get("Test", False)
+    if not isinstance(test, bool):
+        raise InvalidRequest("Meta.Test must be true or false")
+    return DataModelMeta(_name(meta, "DataModel"), _name(meta, "EventType"), _destinations(meta), test, meta)
+
+
+def parse_fhir_message(body: Any) -> str:
+    """Validate a FHIR R4 message Bundle; returns the event code of its MessageHeader."""
+    if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
+        raise InvalidRequest("the body must be a FHIR Bundle resource")
+    if body.get("type") != "message":
+        raise InvalidRequest("Bundle.type must be 'message'")
+    entries = body.get("entry")
+    first = (
+        entries[0].get("resource") if isinstance(entries, list) and entries and isinstance(entries[0], dict) else None
+    )
+    if not isinstance(first, dict) or first.get("resourceType") != "MessageHeader":
+        raise InvalidRequest("the first Bundle entry must be a MessageHeader")
+    coding = first.get("eventCoding")
+    code = coding.get("code") if isinstance(coding, dict) else None
+    if not isinstance(code, str) or not code.strip() or len(code) > MAX_NAME:
+        raise InvalidRequest("MessageHeader.eventCoding.code must be a non-empty string")
+    return code

@@ -1,0 +1,173 @@
+"""Legacy API keys (deprecated): ``api_key`` + ``hwsk_`` secret → 24 h access token + rotating refresh token.
+
+Kept so connected systems work while they migrate to OAuth keys. Secrets and tokens are stored as SHA-256
+digests and compared in constant time. A refresh token is spent on use; presenting a spent one revokes its whole
+family (the sign of a stolen token). Rotating the secret revokes every token issued under the old one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.domain.actors import Actor
+from healthway.domain.audit import AuditAction
+from healthway.domain.permissions import Permission
+from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret, same_digest
+from healthway.errors import Conflict, PermissionDenied, Unauthenticated
+from healthway.services import access_tokens, audit, authz
+from healthway.storage.models import AccessToken, Environment, LegacyKey, Organization, RefreshToken, Source
+
+ACCESS_TTL = timedelta(hours=24)
+REFRESH_LIFETIME = timedelta(days=30)  # absolute, from the authentication that started the family
+_DUMMY_DIGEST = digest("hwsk_" + "0" * 43)  # compared against for unknown keys, so both cases cost the same
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    expires_at: datetime
+    refresh_token: str
+
+
+def create(session: Session, *, actor: Actor, source: Source, environment: Environment) -> tuple[LegacyKey, str]:
+    """(key, secret in clear, shown once). At most one per source; only while the organization allows them."""
+    authz.require_env(session, actor, Permission.KEYS_WRITE, environment)
+    org = session.get(Organization, environment.organization_id)
+    assert org is not None
+    if not org.allow_legacy_keys:
+        raise PermissionDenied("legacy API keys are turned off for this organization; create an OAuth key instead")
+    if session.scalar(sa.select(LegacyKey).where(LegacyKey.source_id == source.id)) is not None:
+        raise Conflict("this source already has a legacy key; rotate its secret instead")
+    secret = new_secret(SecretKind.LEGACY_SECRET)
+    key = LegacyKey(source_id=source.id, secret_digest=digest(secret))
+    session.add(key)
+    session.flush()
+    _audit(session, actor, AuditAction.LEGACY_KEY_CREATE, key, environment, source)
+    return key, secret
+
+
+def rotate_secret(session: Session, *, actor: Actor, key: LegacyKey, now: datetime) -> str:
+    """A new secret; the old one stops working at once and every token issued under it is revoked."""
+    source, environment = _owner(session, key)
+    authz.require_env(session, actor, Permission.KEYS_WRITE, environment)
+    secret = new_secret(SecretKind.LEGACY_SECRET)
+    key.secret_digest, key.secret_rotated_at = digest(secret), now
+    _revoke_all(session, key.api_key, now)
+    _audit(session, actor, AuditAction.LEGACY_KEY_ROTATE, key, environment, source)
+    return secret
+
+
+def find(session: Session, api_key: str) -> LegacyKey | None:
+    if not isinstance(api_key, str) or len(api_key) > 64:
+        return None
+    return session.get(LegacyKey, api_key)
+
+
+def authenticate(session: Session, *, api_key: str, secret: str, now: datetime) -> TokenPair:
+    """Unknown key and wrong secret fail the same way, after the same work."""
+    key = find(session, api_key)
+    presented = digest(secret) if has_kind(secret, SecretKind.LEGACY_SECRET) else _DUMMY_DIGEST + "x"
+    if not same_digest(presented, key.secret_digest if key else _DUMMY_DIGEST) or key is None:
+        raise Unauthenticated("invalid apiKey or secret")
+    key.last_used_at = now
+    return _issue(session, key, family_id=str(uuid.uuid4()), refresh_expires=now + REFRESH_LIFETIME, now=now)
+
+
+def refresh(session: Session, *, api_key: str, refresh_token: str, now: datetime) -> TokenPair:
+    """Spend ``refresh_token`` for a new pair, or raise Unauthenticated.
+
+    Reuse of a spent token revokes its whole family and raises ``RefreshReuse``: the caller must still commit.
+    """
+    row = (
+        session.get(RefreshToken, digest(refresh_token))
+        if has_kind(refresh_token, SecretKind.REFRESH_TOKEN) and len(refresh_token) < 200
+        else None
+    )
+    if row is None or row.legacy_api_key != api_key or row.revoked_at is not None or row.expires_at <= now:
+        raise Unauthenticated("invalid refresh token")
+    if row.spent_at is not None:
+        _revoke_family(session, row.family_id, now)
+        raise RefreshReuse("this refresh token was already used; every token of its family is now revoked")
+    row.spent_at = now
+    key = session.get(LegacyKey, api_key)
+    assert key is not None
+    key.last_used_at = now
+    return _issue(session, key, family_id=row.family_id, refresh_expires=row.expires_at, now=now)
+
+
+class RefreshReuse(Unauthenticated):
+    """Raised after revoking a family; the revocation must still be committed."""
+
+
+def legacy_sources(session: Session, *, actor: Actor, environment: Environment) -> list[tuple[Source, LegacyKey]]:
+    """Sources of ``environment`` that still hold a legacy key, for tracking a migration to OAuth keys."""
+    authz.require_env(session, actor, Permission.KEYS_READ, environment)
+    rows = session.execute(
+        sa.select(Source, LegacyKey)
+        .join(LegacyKey, LegacyKey.source_id == Source.id)
+        .where(Source.environment_id == environment.id)
+        .order_by(Source.created_at)
+    )
+    return [(source, key) for source, key in rows]
+
+
+def _issue(session: Session, key: LegacyKey, *, family_id: str, refresh_expires: datetime, now: datetime) -> TokenPair:
+    source = session.get(Source, key.source_id)
+    assert source is not None
+    access, row = access_tokens.issue(
+        session,
+        environment_id=source.environment_id,
+        legacy_api_key=key.api_key,
+        family_id=family_id,
+        now=now,
+        ttl=ACCESS_TTL,
+    )
+    refresh_token = new_secret(SecretKind.REFRESH_TOKEN)
+    session.add(
+        RefreshToken(
+            token_digest=digest(refresh_token),
+            legacy_api_key=key.api_key,
+            family_id=family_id,
+            created_at=now,
+            expires_at=refresh_expires,
+        )
+    )
+    return TokenPair(access, row.expires_at, refresh_token)
+
+
+def _revoke_family(session: Session, family_id: str, now: datetime) -> None:
+    for model in (AccessToken, RefreshToken):
+        session.execute(
+            sa.update(model).where(model.family_id == family_id, model.revoked_at.is_(None)).values(revoked_at=now)
+        )
+
+
+def _revoke_all(session: Session, api_key: str, now: datetime) -> None:
+    for model in (AccessToken, RefreshToken):
+        session.execute(
+            sa.update(model).where(model.legacy_api_key == api_key, model.revoked_at.is_(None)).values(revoked_at=now)
+        )
+
+
+def _owner(session: Session, key: LegacyKey) -> tuple[Source, Environment]:
+    row = session.execute(sa.select(Source, Environment).join(Environment).where(Source.id == key.source_id)).one()
+    return row[0], row[1]
+
+
+def _audit(
+    session: Session, actor: Actor, action: AuditAction, key: LegacyKey, environment: Environment, source: Source
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        organization_id=environment.organization_id,
+        subject_type="legacy_key",
+        subject_id=key.api_key,
+        summary={"source_id": source.id, "environment": environment.name},
+    )

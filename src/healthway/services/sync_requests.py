@@ -1,0 +1,105 @@
+"""Synchronous requests: a Data Model ``...Query`` or a FHIR read/search goes to the source's single matching
+destination and its answer comes back to the caller. Each one is logged with its request and response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from healthway.domain.routing import MessageFacts, matches
+from healthway.errors import InvalidRequest, NotFound
+from healthway.services import intake
+from healthway.services.deliveries import DELIVERED, FAILED, filters_of
+from healthway.storage.models import Attempt, Delivery, Destination, Subscription
+
+MAX_LOGGED_RESPONSE = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Route:
+    subscription_id: str
+    destination_id: str
+    kind: str
+    config: dict[str, object]
+
+
+@dataclass(frozen=True)
+class Answer:
+    status_code: int  # of the destination; 0 when it did not answer
+    content_type: str
+    body: bytes
+    detail: str
+
+
+def destination_for(
+    session: Session,
+    *,
+    source_id: str,
+    facts: MessageFacts | None,
+    kinds: tuple[str, ...],
+    destination_ids: list[str] | None = None,
+) -> Route:
+    """The one enabled subscribed destination of ``kinds`` whose filters match ``facts`` (None: any);
+    404 for none, 400 for several."""
+    rows = session.execute(
+        sa.select(Subscription, Destination)
+        .join(Destination, Destination.id == Subscription.destination_id)
+        .where(Subscription.source_id == source_id, Subscription.enabled, Destination.enabled)
+        .where(Destination.kind.in_(kinds))
+    ).all()
+    candidates = [
+        (sub, dest)
+        for sub, dest in rows
+        if (facts is None or matches(filters_of(sub), facts))
+        and (destination_ids is None or dest.id in destination_ids)
+    ]
+    if not candidates:
+        raise NotFound(f"no {' or '.join(kinds)} destination of this source answers this request")
+    if len(candidates) > 1:
+        raise InvalidRequest("several destinations match this request; name one in Meta.Destinations")
+    sub, dest = candidates[0]
+    return Route(sub.id, dest.id, dest.kind, dict(dest.config))
+
+
+def record(
+    session: Session,
+    *,
+    submission: intake.Submission,
+    route: Route,
+    answer: Answer,
+    started: datetime,
+    finished: datetime,
+) -> str:
+    """Log the request (as the log's payload) and the destination's answer (as its one delivery attempt)."""
+    response = {
+        "status": answer.status_code,
+        "content_type": answer.content_type,
+        "size": len(answer.body),
+        "body": answer.body[:MAX_LOGGED_RESPONSE].decode("utf-8", "replace"),
+    }
+    receipt = intake.store(session, replace(submission, routed=False, dedup_key=None, response=response))
+    ok = 200 <= answer.status_code < 300
+    delivery = Delivery(
+        log_id=receipt.log_id,
+        subscription_id=route.subscription_id,
+        destination_id=route.destination_id,
+        status=DELIVERED if ok else FAILED,
+        created_at=started,
+    )
+    session.add(delivery)
+    session.flush()
+    session.add(
+        Attempt(
+            delivery_id=delivery.id,
+            number=1,
+            started_at=started,
+            finished_at=finished,
+            outcome="delivered" if ok else "failed",
+            response_code=str(answer.status_code) if answer.status_code else None,
+            detail=answer.detail,
+        )
+    )
+    return receipt.log_id

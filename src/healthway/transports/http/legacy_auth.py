@@ -1,0 +1,89 @@
+"""Legacy authentication (deprecated): ``POST /auth/authenticate`` and ``POST /auth/refreshToken``, Redox's shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from healthway.app import Healthway
+from healthway.errors import HealthwayError, InvalidRequest, Unauthenticated
+from healthway.services import legacy_keys
+from healthway.services.legacy_keys import RefreshReuse, TokenPair
+from healthway.transports.http.errors import render
+from healthway.transports.http.intake import json_response, parse_json, read_body
+
+MAX_BODY = 64 * 1024
+
+
+def _deprecated(response: Response, hw: Healthway) -> Response:
+    response.headers["Deprecation"] = "true"
+    response.headers["Link"] = f'<{hw.settings.token_url}>; rel="successor-version"'
+    return response
+
+
+def _fields(body: Any, *names: str) -> list[str]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    values = [body.get(name) for name in names]
+    if not all(isinstance(v, str) and v for v in values):
+        raise InvalidRequest(f"{' and '.join(names)} are required strings")
+    return values  # type: ignore[return-value]
+
+
+def _pair_body(pair: TokenPair) -> dict[str, str]:
+    expires = pair.expires_at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{pair.expires_at.microsecond // 1000:03d}Z"
+    return {"accessToken": pair.access_token, "expires": expires, "refreshToken": pair.refresh_token}
+
+
+def _exchange(hw: Healthway, work: Callable[..., TokenPair]) -> TokenPair:
+    """Run ``work(session)`` in a unit of work that commits even when a refresh-token reuse is detected."""
+    reuse: RefreshReuse | None = None
+    with hw.db.session() as session:
+        try:
+            return work(session)
+        except RefreshReuse as exc:
+            reuse = exc
+    raise reuse
+
+
+async def _handle(request: Request, names: tuple[str, str], work: Callable[..., TokenPair]) -> Response:
+    hw: Healthway = request.app.state.healthway
+    address = request.client.host if request.client else "unknown"
+    try:
+        api_key, credential = _fields(parse_json(await read_body(request, MAX_BODY)), *names)
+        await hw.guard.check(key=api_key[:64], address=address)
+        try:
+            pair = await run_in_threadpool(_exchange, hw, lambda s: work(s, api_key, credential, hw.clock()))
+        except Unauthenticated:
+            await hw.guard.failed(key=api_key[:64], address=address)
+            raise
+    except HealthwayError as exc:
+        return _deprecated(render(exc), hw)
+    return _deprecated(json_response(_pair_body(pair), 200), hw)
+
+
+async def authenticate(request: Request) -> Response:
+    return await _handle(
+        request,
+        ("apiKey", "secret"),
+        lambda s, key, secret, now: legacy_keys.authenticate(s, api_key=key, secret=secret, now=now),
+    )
+
+
+async def refresh_token(request: Request) -> Response:
+    return await _handle(
+        request,
+        ("apiKey", "refreshToken"),
+        lambda s, key, token, now: legacy_keys.refresh(s, api_key=key, refresh_token=token, now=now),
+    )
+
+
+routes = [
+    Route("/auth/authenticate", authenticate, methods=["POST"]),
+    Route("/auth/refreshToken", refresh_token, methods=["POST"]),
+]

@@ -1,0 +1,124 @@
+"""Synchronous requests: Data Model ``...Query`` events and the FHIR read/search proxy (DESIGN §3).
+
+The destination's answer is returned as is (200 for a query that succeeded), 502 when it failed, 504 when it
+did not answer within HEALTHWAY_REQUEST_TIMEOUT. Each request is logged with its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from healthway.app import Healthway
+from healthway.delivery.requests import TimedOut
+from healthway.domain import messages
+from healthway.domain.messages import DataModelMeta
+from healthway.domain.routing import MessageFacts
+from healthway.errors import BadGateway, GatewayTimeout, HealthwayError, InvalidRequest
+from healthway.services import sync_requests
+from healthway.services.intake import Submission
+from healthway.services.sync_requests import Answer
+from healthway.transports.http import intake
+from healthway.transports.http.bearer import Caller
+
+RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR's id datatype
+
+
+async def _exchange(
+    hw: Healthway, route: sync_requests.Route, sub: Submission, call: Callable[[], Awaitable[Answer]]
+) -> Answer:
+    """Call the destination within the request timeout, log request and answer, raise 502/504 on failure."""
+    started = hw.clock()
+    try:
+        answer = await asyncio.wait_for(call(), hw.settings.request_timeout)
+    except (TimedOut, TimeoutError):
+        answer = Answer(0, "", b"", f"no answer within {hw.settings.request_timeout:g} s")
+    finished = hw.clock()
+    await hw.committer.submit(
+        lambda s: sync_requests.record(
+            s, submission=sub, route=route, answer=answer, started=started, finished=finished
+        )
+    )
+    if answer.status_code == 0 and answer.detail.startswith("no answer"):
+        raise GatewayTimeout(f"the destination did not answer within {hw.settings.request_timeout:g} s")
+    if not 200 <= answer.status_code < 300:
+        raise BadGateway(f"the destination failed: {answer.detail}")
+    return answer
+
+
+async def data_model_query(
+    hw: Healthway, caller: Caller, request: Request, body: bytes, meta: DataModelMeta
+) -> Response:
+    """A Data Model ``...Query`` goes to the single matching webhook destination; its answer is the response."""
+    facts = MessageFacts(meta.data_model, meta.event_type, None)
+    route = await run_in_threadpool(_route, hw, caller.source.id, facts, ("webhook",), meta.destination_ids)
+    sub = intake.submission(
+        hw,
+        caller,
+        request,
+        body,
+        content_type=messages.JSON,
+        data_model=meta.data_model,
+        event_type=meta.event_type,
+        test=meta.test,
+        meta=meta.meta,
+    )
+    answer = await _exchange(
+        hw,
+        route,
+        sub,
+        lambda: hw.forwarder.query(
+            route, source_id=caller.source.id, log_id=sub.log_id, content_type=messages.JSON, body=body
+        ),
+    )
+    return Response(answer.body, status_code=200, media_type=answer.content_type or messages.JSON)
+
+
+def _route(
+    hw: Healthway, source_id: str, facts: MessageFacts | None, kinds: tuple[str, ...], ids: list[str] | None
+) -> sync_requests.Route:
+    with hw.db.read_session() as session:
+        return sync_requests.destination_for(
+            session, source_id=source_id, facts=facts, kinds=kinds, destination_ids=ids
+        )
+
+
+async def fhir_read(request: Request) -> Response:
+    """``GET /fhir/R4/{type}[/{id}]``: proxied to the source's FHIR destination; errors are OperationOutcomes."""
+    try:
+        hw, caller, _ = await intake.accept(request)
+        resource_type, resource_id = request.path_params["type"], request.path_params.get("id")
+        if not RESOURCE_TYPE.fullmatch(resource_type) or (resource_id and not RESOURCE_ID.fullmatch(resource_id)):
+            raise InvalidRequest("not a FHIR resource type or id")
+        path = f"{resource_type}/{resource_id}" if resource_id else resource_type
+        route = await run_in_threadpool(_route, hw, caller.source.id, None, ("fhir",), None)
+        params = dict(request.query_params)
+        line = f"GET {path}" + (f"?{request.url.query}" if request.url.query else "")
+        sub = intake.submission(
+            hw,
+            caller,
+            request,
+            line.encode(),
+            content_type="text/plain",
+            data_model="FHIR",
+            event_type=f"{resource_type}.{'read' if resource_id else 'search'}",
+        )
+        answer = await _exchange(
+            hw, route, sub, lambda: hw.forwarder.fhir(route, method="GET", path=path, params=params)
+        )
+    except HealthwayError as exc:
+        return intake.fhir_error(exc)
+    return Response(answer.body, status_code=answer.status_code, media_type=answer.content_type or messages.FHIR_JSON)
+
+
+routes = [
+    Route("/fhir/R4/{type}", fhir_read, methods=["GET"]),
+    Route("/fhir/R4/{type}/{id}", fhir_read, methods=["GET"]),
+]
