@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,10 +53,22 @@ class Instance:
         return dict(json.loads(out.stdout))
 
 
+def fresh_postgres_database(url: str) -> str:
+    """A new empty database on the server of ``url`` (each benchmark run starts from nothing)."""
+    import psycopg  # noqa: PLC0415
+
+    name = f"hw_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")  # a generated name, not input
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
 @contextmanager
 def healthway(**settings: str) -> Iterator[Instance]:
     """``healthway serve`` on a fresh SQLite data dir, rate limits off, quiet logs."""
     data = tempfile.mkdtemp(prefix="hw-bench-")
+    if settings.get("HEALTHWAY_DATABASE_URL", "").startswith("postgresql://"):
+        settings["HEALTHWAY_DATABASE_URL"] = fresh_postgres_database(settings["HEALTHWAY_DATABASE_URL"])
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTHWAY_")} | {
         "HEALTHWAY_DATA_DIR": data,

@@ -169,7 +169,7 @@ class DeliveryWorker:
             return lanes
 
     def _seconds_until_due(self) -> float:
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             now = self.clock()
             due = queue.next_due(session, now=now)
             self.metrics.refresh(session, now)
@@ -229,7 +229,7 @@ class DeliveryWorker:
             return AttemptResult.retry(f"internal error: {type(exc).__name__}")
 
     def _load(self, delivery_ids: list[str]) -> list[Outgoing]:
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             return load_outgoing(session, delivery_ids, max_bytes=MAX_LANE_BYTES)
 
     def _record(self, claimed: list[str], results: list[Sent]) -> None:

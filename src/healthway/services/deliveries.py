@@ -47,13 +47,18 @@ def filters_of(subscription: Subscription) -> Filters:
 
 
 def _subscriptions(session: Session, source_id: str) -> list[Subscription]:
-    query = (
-        sa.select(Subscription)
-        .join(Destination, Destination.id == Subscription.destination_id)
-        .where(Subscription.source_id == source_id, Subscription.enabled, Destination.enabled)
-        .order_by(Subscription.id)  # one lock order for the sequence counters below: no deadlocks
-    )
-    return list(session.scalars(query))
+    """The source's enabled subscriptions, read once per transaction: a group-commit batch routes many logs of
+    the same few sources."""
+    cache: dict[str, list[Subscription]] = session.info.setdefault("healthway.subscriptions", {})
+    if source_id not in cache:
+        query = (
+            sa.select(Subscription)
+            .join(Destination, Destination.id == Subscription.destination_id)
+            .where(Subscription.source_id == source_id, Subscription.enabled, Destination.enabled)
+            .order_by(Subscription.id)  # one lock order for the sequence counters below: no deadlocks
+        )
+        cache[source_id] = list(session.scalars(query))
+    return cache[source_id]
 
 
 def _next_sequence(session: Session, subscription_id: str) -> int:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,12 @@ class Database:
                 self.url, pool_size=20, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 5}
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._read_sessions = sessionmaker(self.engine.execution_options(readonly=True), expire_on_commit=False)
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in growing steps (up to
+        # 100 ms) before it looks again. Writers of this process therefore queue on a mutex instead, which wakes
+        # the next one the moment the previous commits; other processes (a CLI command) still use the timeout.
+        self._write_lock: AbstractContextManager[Any] = threading.RLock() if self.is_sqlite else nullcontext()
+        self._read_engine = self.engine.execution_options(readonly=True)
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
 
     def _prepare_sqlite_dir(self) -> None:
         if not self.url.database or self.url.database == ":memory:":
@@ -101,7 +107,7 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A unit of work: everything inside commits together, or nothing does."""
         try:
-            with self._sessions() as session, session.begin():
+            with self._write_lock, self._sessions() as session, session.begin():
                 yield session
         except OperationalError as exc:
             raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
@@ -112,6 +118,15 @@ class Database:
         try:
             with self._read_sessions() as session, session.begin():
                 yield session
+        except OperationalError as exc:
+            raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+
+    @contextmanager
+    def read_connection(self) -> Iterator[sa.Connection]:
+        """A read-only Core connection (no ORM session): for the hottest reads."""
+        try:
+            with self._read_engine.connect() as conn:
+                yield conn
         except OperationalError as exc:
             raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
 

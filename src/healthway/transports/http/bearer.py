@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from healthway.app import Healthway
@@ -29,10 +28,10 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def authenticate(hw: Healthway, session: Session, request: Request) -> Caller:
+def authenticate(hw: Healthway, reader: access_tokens.Reader, request: Request) -> Caller:
     """The authenticated grant and the source this request sends as. 401 / 400 / 403 as DESIGN §3 says."""
-    grant = access_tokens.authenticate(session, bearer_token(request), now=hw.clock())
+    grant = access_tokens.authenticate(reader, bearer_token(request), now=hw.clock())
     if grant is None:
         raise InvalidToken("the access token is invalid, expired or revoked")
     requested = next((request.headers[h] for h in SOURCE_HEADERS if h in request.headers), None)
-    return Caller(grant, access_tokens.select_source(session, grant, requested))
+    return Caller(grant, access_tokens.select_source(reader, grant, requested))

@@ -6,7 +6,8 @@ hand the write to the group committer: the 202 is sent only after the batch hold
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from healthway.transports.http.bearer import Caller
 from healthway.transports.http.errors import rate_limit_headers
 
 IDEMPOTENCY_HEADER = "idempotency-key"
+T = TypeVar("T")
 
 
 def json_response(body: Any, status: int, media_type: str = messages.JSON) -> Response:
@@ -54,10 +56,17 @@ def parse_json(body: bytes) -> Any:
 
 
 def _authenticate(hw: Healthway, request: Request) -> Caller:
-    with hw.db.read_session() as session:
-        caller = bearer.authenticate(hw, session, request)
-        session.expunge_all()  # used after the session closes
-        return caller
+    with hw.db.read_connection() as conn:
+        return bearer.authenticate(hw, conn, request)
+
+
+async def in_database_thread(hw: Healthway, fn: Callable[..., T], *args: Any) -> T:
+    """Run a short database read. SQLite reads on local disk take microseconds and never wait for writers (WAL),
+    so they run right here: handing them to worker threads costs more than the read, and dozens of threads
+    fighting over the GIL starve the event loop. PostgreSQL reads go over the network: a worker thread."""
+    if hw.db.is_sqlite:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
 
 
 async def accept(request: Request) -> tuple[Healthway, Caller, bytes]:
@@ -67,7 +76,7 @@ async def accept(request: Request) -> tuple[Healthway, Caller, bytes]:
     await hw.rate_limiter.hit(hw.rate_limits.per_address, "address", address)
     if "authorization" not in request.headers:
         raise InvalidToken("a bearer access token is required")
-    caller = await run_in_threadpool(_authenticate, hw, request)
+    caller = await in_database_thread(hw, _authenticate, hw, request)
     await hw.rate_limiter.hit(hw.rate_limits.per_source, "source", caller.source.id)
     return hw, caller, await read_body(request, hw.settings.http_max_bytes)
 
