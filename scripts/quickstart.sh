@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install, initialize on first run (printing the URL and the first admin's credentials once), and serve
-# with the embedded defaults: SQLite in ./healthway-data, HTTP on 8080, MLLP on 2575, SFTP on 2222.
+# with the embedded defaults: SQLite in ./healthway-data, HTTP on 8080 (MLLP and SFTP listeners are not built yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

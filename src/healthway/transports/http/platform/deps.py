@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
+import sqlalchemy as sa
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from healthway.app import Healthway
 from healthway.domain.actors import Actor, ActorType
+from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, NotFound, Unauthenticated
-from healthway.services import organizations, tokens
+from healthway.services import authz, organizations, tokens
 from healthway.storage.models import Environment, Organization
+from healthway.storage.pagination import page
 
 
 def get_healthway(request: Request) -> Healthway:
@@ -32,6 +36,8 @@ def current_actor(request: Request) -> Actor:
         client = request.client.host if request.client else None
         return Actor(ActorType.USER, id=user.id, label=user.email, address=client)
 
+
+T = TypeVar("T")
 
 HealthwayDep = Annotated[Healthway, Depends(get_healthway)]
 ActorDep = Annotated[Actor, Depends(current_actor)]
@@ -58,3 +64,24 @@ def caller_organization(session: Session, actor: Actor, organization_id: str | N
 
 def caller_environment(session: Session, actor: Actor, organization_id: str | None, name: str) -> Environment:
     return organizations.environment(session, caller_organization(session, actor, organization_id).id, name)
+
+
+def environment_page(
+    session: Session,
+    actor: Actor,
+    *,
+    organization_id: str | None,
+    environment: str,
+    permission: Permission,
+    query_for: Callable[[Environment], sa.Select[T]],
+    model: Any,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Environment, Sequence[T], str | None]:
+    """One page of an environment's objects (oldest first), after checking ``permission`` there."""
+    env = caller_environment(session, actor, organization_id, environment)
+    authz.require_env(session, actor, permission, env)
+    rows, next_cursor = page(
+        session, query_for(env), created_at=model.created_at, row_id=model.id, cursor=cursor, limit=limit
+    )
+    return env, rows, next_cursor

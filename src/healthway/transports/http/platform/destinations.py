@@ -13,7 +13,6 @@ from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
 from healthway.services import authz, destinations
 from healthway.storage.models import Destination, Environment
-from healthway.storage.pagination import page
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
@@ -21,6 +20,7 @@ from healthway.transports.http.platform.deps import (
     Limit,
     OrganizationParam,
     caller_environment,
+    environment_page,
 )
 
 router = APIRouter(tags=["destinations"])
@@ -56,13 +56,14 @@ def list_destinations(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env = caller_environment(session, actor, organization, environment)
-        authz.require_env(session, actor, Permission.DESTINATIONS_READ, env)
-        rows, next_cursor = page(
+        env, rows, next_cursor = environment_page(
             session,
-            destinations.in_environment(env),
-            created_at=Destination.created_at,
-            row_id=Destination.id,
+            actor,
+            organization_id=organization,
+            environment=environment,
+            permission=Permission.DESTINATIONS_READ,
+            query_for=destinations.in_environment,
+            model=Destination,
             cursor=cursor,
             limit=limit,
         )

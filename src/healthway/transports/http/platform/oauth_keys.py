@@ -14,7 +14,6 @@ from healthway.errors import InvalidRequest, NotFound
 from healthway.services import authz, oauth_keys, sources
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.storage.models import Environment, OAuthKey
-from healthway.storage.pagination import page
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
@@ -22,6 +21,7 @@ from healthway.transports.http.platform.deps import (
     Limit,
     OrganizationParam,
     caller_environment,
+    environment_page,
 )
 
 router = APIRouter(tags=["oauth-keys"])
@@ -62,13 +62,14 @@ def list_keys(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env = caller_environment(session, actor, organization, environment)
-        authz.require_env(session, actor, Permission.KEYS_READ, env)
-        rows, next_cursor = page(
+        env, rows, next_cursor = environment_page(
             session,
-            oauth_keys.in_environment(env),
-            created_at=OAuthKey.created_at,
-            row_id=OAuthKey.id,
+            actor,
+            organization_id=organization,
+            environment=environment,
+            permission=Permission.KEYS_READ,
+            query_for=oauth_keys.in_environment,
+            model=OAuthKey,
             cursor=cursor,
             limit=limit,
         )

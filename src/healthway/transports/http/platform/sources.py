@@ -11,7 +11,6 @@ from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
 from healthway.services import authz, sources
 from healthway.storage.models import Source
-from healthway.storage.pagination import page
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
@@ -19,6 +18,7 @@ from healthway.transports.http.platform.deps import (
     Limit,
     OrganizationParam,
     caller_environment,
+    environment_page,
 )
 from healthway.transports.views import source_view
 
@@ -44,13 +44,14 @@ def list_sources(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env = caller_environment(session, actor, organization, environment)
-        authz.require_env(session, actor, Permission.SOURCES_READ, env)
-        rows, next_cursor = page(
+        env, rows, next_cursor = environment_page(
             session,
-            sources.in_environment(env),
-            created_at=Source.created_at,
-            row_id=Source.id,
+            actor,
+            organization_id=organization,
+            environment=environment,
+            permission=Permission.SOURCES_READ,
+            query_for=sources.in_environment,
+            model=Source,
             cursor=cursor,
             limit=limit,
         )

@@ -11,14 +11,13 @@ from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
 from healthway.services import authz, destinations, sources, subscriptions
 from healthway.storage.models import Subscription
-from healthway.storage.pagination import page
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
     HealthwayDep,
     Limit,
     OrganizationParam,
-    caller_environment,
+    environment_page,
 )
 
 router = APIRouter(tags=["subscriptions"])
@@ -45,13 +44,14 @@ def list_subscriptions(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env = caller_environment(session, actor, organization, environment)
-        authz.require_env(session, actor, Permission.SUBSCRIPTIONS_READ, env)
-        rows, next_cursor = page(
+        env, rows, next_cursor = environment_page(
             session,
-            subscriptions.in_environment(env, source),
-            created_at=Subscription.created_at,
-            row_id=Subscription.id,
+            actor,
+            organization_id=organization,
+            environment=environment,
+            permission=Permission.SUBSCRIPTIONS_READ,
+            query_for=lambda env: subscriptions.in_environment(env, source),
+            model=Subscription,
             cursor=cursor,
             limit=limit,
         )
