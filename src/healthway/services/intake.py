@@ -52,7 +52,6 @@ class Receipt:
     log_id: str
     attempt_id: str
     duplicate: bool
-    meta: dict[str, Any] | None  # the stored request Meta, for answering duplicates identically
 
 
 def sha256(data: bytes) -> str:
@@ -75,8 +74,7 @@ def find_duplicate(session: Session, submission: Submission) -> Log | None:
 
 
 def _receipt(log: Log, *, duplicate: bool) -> Receipt:
-    meta = log.meta or {}
-    return Receipt(log.id, str(meta.get("_attempt_id", log.id)), duplicate, meta.get("request"))
+    return Receipt(log.id, str((log.meta or {}).get("_attempt_id", log.id)), duplicate)
 
 
 def store(session: Session, submission: Submission) -> Receipt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import NoReturn
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -29,8 +30,11 @@ class RateLimiter:
 
     async def hit(self, item: RateLimitItem | None, *key: str, what: str = "requests") -> None:
         """Count one hit against ``key``; raise RateLimited (with the numbers for the 429 headers) when over."""
-        if item is None or await self._limiter.hit(item, *key):
-            return
+        if item is not None and not await self._limiter.hit(item, *key):
+            await self.refuse(item, *key, what=what)
+
+    async def refuse(self, item: RateLimitItem, *key: str, what: str) -> NoReturn:
+        """Raise RateLimited with ``key``'s current window: when to retry, for the 429 headers."""
         stats = await self._limiter.get_window_stats(item, *key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(
@@ -41,7 +45,8 @@ class RateLimiter:
             retry_after=retry_after,
         )
 
-    async def hit_quietly(self, item: RateLimitItem, *key: str) -> None:
+    async def count(self, item: RateLimitItem, *key: str) -> None:
+        """Count one hit without refusing anything (failures are counted after the fact)."""
         await self._limiter.hit(item, *key)
 
     async def test(self, item: RateLimitItem, *key: str) -> bool:
@@ -73,8 +78,8 @@ class BruteForceGuard:
         """Raise RateLimited while either the key or the address has used up its failures."""
         for item, ident in self._checks(key, address):
             if not await self._limiter.test(item, *ident):
-                await self._limiter.hit(item, *ident, what="failed attempts")  # raises with the window's numbers
+                await self._limiter.refuse(item, *ident, what="failed attempts")
 
     async def failed(self, *, key: str, address: str) -> None:
         for item, ident in self._checks(key, address):
-            await self._limiter.hit_quietly(item, *ident)
+            await self._limiter.count(item, *ident)

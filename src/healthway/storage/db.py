@@ -139,9 +139,8 @@ class Database:
 
     def is_ready(self) -> bool:
         try:
-            with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
-        except SQLAlchemyError:
+            self.check_reachable()
+        except ConfigurationError:
             return False
         return True
 

@@ -14,8 +14,8 @@ from healthway.app import Healthway
 from healthway.errors import HealthwayError, InvalidRequest, Unauthenticated
 from healthway.services import legacy_keys
 from healthway.services.legacy_keys import RefreshReuse, TokenPair
+from healthway.transports.http.data_wire import json_response, parse_json, read_body
 from healthway.transports.http.errors import render
-from healthway.transports.http.intake import json_response, parse_json, read_body
 
 MAX_BODY = 64 * 1024
 

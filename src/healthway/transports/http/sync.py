@@ -24,7 +24,7 @@ from healthway.errors import BadGateway, GatewayTimeout, HealthwayError, Invalid
 from healthway.services import sync_requests
 from healthway.services.intake import Submission
 from healthway.services.sync_requests import Answer
-from healthway.transports.http import intake
+from healthway.transports.http import data_wire
 from healthway.transports.http.bearer import Caller
 
 RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
@@ -35,10 +35,11 @@ async def _exchange(
     hw: Healthway, route: sync_requests.Route, sub: Submission, call: Callable[[], Awaitable[Answer]]
 ) -> Answer:
     """Call the destination within the request timeout, log request and answer, raise 502/504 on failure."""
-    started = hw.clock()
+    started, timed_out = hw.clock(), False
     try:
         answer = await asyncio.wait_for(call(), hw.settings.request_timeout)
     except (TimedOut, TimeoutError):
+        timed_out = True
         answer = Answer(0, "", b"", f"no answer within {hw.settings.request_timeout:g} s")
     finished = hw.clock()
     await hw.committer.submit(
@@ -46,7 +47,7 @@ async def _exchange(
             s, submission=sub, route=route, answer=answer, started=started, finished=finished
         )
     )
-    if answer.status_code == 0 and answer.detail.startswith("no answer"):
+    if timed_out:
         raise GatewayTimeout(f"the destination did not answer within {hw.settings.request_timeout:g} s")
     if not 200 <= answer.status_code < 300:
         raise BadGateway(f"the destination failed: {answer.detail}")
@@ -59,7 +60,7 @@ async def data_model_query(
     """A Data Model ``...Query`` goes to the single matching webhook destination; its answer is the response."""
     facts = MessageFacts(meta.data_model, meta.event_type, None)
     route = await run_in_threadpool(_route, hw, caller.source.id, facts, ("webhook",), meta.destination_ids)
-    sub = intake.submission(
+    sub = data_wire.submission(
         hw,
         caller,
         request,
@@ -93,7 +94,7 @@ def _route(
 async def fhir_read(request: Request) -> Response:
     """``GET /fhir/R4/{type}[/{id}]``: proxied to the source's FHIR destination; errors are OperationOutcomes."""
     try:
-        hw, caller, _ = await intake.accept(request)
+        hw, caller, _ = await data_wire.accept(request)
         resource_type, resource_id = request.path_params["type"], request.path_params.get("id")
         if not RESOURCE_TYPE.fullmatch(resource_type) or (resource_id and not RESOURCE_ID.fullmatch(resource_id)):
             raise InvalidRequest("not a FHIR resource type or id")
@@ -101,7 +102,7 @@ async def fhir_read(request: Request) -> Response:
         route = await run_in_threadpool(_route, hw, caller.source.id, None, ("fhir",), None)
         params = dict(request.query_params)
         line = f"GET {path}" + (f"?{request.url.query}" if request.url.query else "")
-        sub = intake.submission(
+        sub = data_wire.submission(
             hw,
             caller,
             request,
@@ -114,7 +115,7 @@ async def fhir_read(request: Request) -> Response:
             hw, route, sub, lambda: hw.forwarder.fhir(route, method="GET", path=path, params=params)
         )
     except HealthwayError as exc:
-        return intake.fhir_error(exc)
+        return data_wire.fhir_error(exc)
     return Response(answer.body, status_code=answer.status_code, media_type=answer.content_type or messages.FHIR_JSON)
 
 
