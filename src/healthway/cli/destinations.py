@@ -38,15 +38,28 @@ def destination_create(
     tls: Annotated[bool, typer.Option("--tls", help="mllp: connect with TLS")] = False,
     username: Annotated[str | None, typer.Option("--username", help="sftp")] = None,
     password_file: Annotated[Path | None, typer.Option("--password-file", help="sftp: file with the password")] = None,
-    private_key_file: Annotated[Path | None, typer.Option("--private-key-file", help="sftp: OpenSSH key")] = None,
+    private_key_file: Annotated[
+        Path | None, typer.Option("--private-key-file", help="sftp: OpenSSH key; fhir: PEM key for private_key_jwt")
+    ] = None,
     path: Annotated[str | None, typer.Option("--path", help="sftp: remote directory")] = None,
     host_key_sha256: Annotated[
         str | None, typer.Option("--host-key-sha256", help="sftp: pin the server's key (ssh-keygen -l format)")
     ] = None,
+    token_url: Annotated[str | None, typer.Option("--token-url", help="fhir: OAuth token endpoint")] = None,
+    client_id: Annotated[str | None, typer.Option("--client-id", help="fhir: OAuth client ID")] = None,
+    client_secret_file: Annotated[
+        Path | None, typer.Option("--client-secret-file", help="fhir: file with the OAuth client secret")
+    ] = None,
+    token_auth_method: Annotated[
+        str | None, typer.Option("--token-auth-method", help="fhir: client_secret_basic or client_secret_post")
+    ] = None,
+    alg: Annotated[str | None, typer.Option("--alg", help="fhir: private_key_jwt algorithm, RS384 or ES384")] = None,
+    kid: Annotated[str | None, typer.Option("--kid", help="fhir: key ID the token endpoint knows the key by")] = None,
+    scope: Annotated[str | None, typer.Option("--scope", help="fhir: OAuth scope, e.g. system/*.read")] = None,
     org: OrgOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """A destination. A webhook's signing secret is printed once and never again."""
+    """A destination. A webhook's signing secret is printed once and never again; other credentials never."""
     config: dict[str, Any] = {
         "url": url,
         "verification_token": verification_token,
@@ -58,6 +71,13 @@ def destination_create(
         "private_key": _read(private_key_file),
         "path": path,
         "host_key_sha256": host_key_sha256,
+        "token_url": token_url,
+        "client_id": client_id,
+        "client_secret": _read(client_secret_file),
+        "token_auth_method": token_auth_method,
+        "alg": alg,
+        "kid": kid,
+        "scope": scope,
     }
     with database_session() as session:
         environment = organizations.environment(session, organizations.resolve(session, org).id, env)

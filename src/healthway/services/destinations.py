@@ -1,8 +1,9 @@
 """Destinations: where data goes (webhook, MLLP, SFTP, FHIR server), per environment.
 
 Credentials a sender must present are stored usable, because Healthway has to send them: the webhook signing
-secret (generated here and returned once), an SFTP password or private key, a verification token. They live in
-``Destination.config`` and are never returned by ``view`` or the API after creation.
+secret (generated here and returned once), an SFTP password or private key, a verification token, a FHIR server's
+OAuth client secret or private key. They live in ``Destination.config`` and are never returned by ``view`` or the API
+after creation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy.orm import Session
 
 from healthway.domain.actors import Actor
@@ -25,7 +28,7 @@ from healthway.errors import InvalidRequest
 from healthway.services import audit, authz
 from healthway.storage.models import Destination, Environment
 
-SECRET_FIELDS = frozenset({"signing_secret", "password", "private_key", "verification_token"})
+SECRET_FIELDS = frozenset({"signing_secret", "password", "private_key", "verification_token", "client_secret"})
 _FINGERPRINT = re.compile(r"^(SHA256:)?[A-Za-z0-9+/]{43}=?$")
 
 
@@ -45,12 +48,12 @@ def _text(config: Mapping[str, Any], key: str, *, required: bool = True, max_len
     return value
 
 
-def _url(config: Mapping[str, Any]) -> str:
-    url = _text(config, "url")
+def _url(config: Mapping[str, Any], key: str = "url") -> str:
+    url = _text(config, key)
     assert url is not None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("url must be an http:// or https:// URL")
+        raise InvalidRequest(f"{key} must be an http:// or https:// URL")
     return url
 
 
@@ -93,7 +96,56 @@ def _sftp(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _fhir(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {"url": _url(config)}
+    return {"url": _url(config)} | _fhir_oauth(config)
+
+
+def _fhir_oauth(config: Mapping[str, Any]) -> dict[str, Any]:
+    """OAuth client_credentials for the FHIR server: token_url and client_id with exactly one of client_secret
+    (client_secret_basic or client_secret_post) or private_key (private_key_jwt, SMART Backend Services)."""
+    given = {k for k in ("token_url", "client_id", "client_secret", "private_key") if config.get(k) not in (None, "")}
+    if not given:
+        return {}
+    if not {"token_url", "client_id"} <= given:
+        raise InvalidRequest("a fhir destination's OAuth credentials need token_url and client_id")
+    if ("client_secret" in given) == ("private_key" in given):
+        raise InvalidRequest("a fhir destination with token_url needs exactly one of client_secret or private_key")
+    stored = {
+        "token_url": _url(config, "token_url"),
+        "client_id": _text(config, "client_id", max_length=500),
+        "scope": _text(config, "scope", required=False, max_length=1000),
+    }
+    return stored | (_fhir_key(config) if "private_key" in given else _fhir_secret(config))
+
+
+def _fhir_secret(config: Mapping[str, Any]) -> dict[str, Any]:
+    method = _text(config, "token_auth_method", required=False, max_length=40) or "client_secret_basic"
+    if method not in ("client_secret_basic", "client_secret_post"):
+        raise InvalidRequest("token_auth_method must be client_secret_basic or client_secret_post with a client_secret")
+    return {"client_secret": _text(config, "client_secret", max_length=1000), "token_auth_method": method}
+
+
+_FHIR_KEYS: dict[str, tuple[type[RSAKey] | type[ECKey], str]] = {
+    "RS384": (RSAKey, "an RSA private key"),
+    "ES384": (ECKey, "an EC P-384 private key"),
+}
+
+
+def _fhir_key(config: Mapping[str, Any]) -> dict[str, Any]:
+    alg = _text(config, "alg", required=False, max_length=10) or "RS384"
+    if alg not in _FHIR_KEYS:
+        raise InvalidRequest("alg must be RS384 or ES384")
+    if _text(config, "token_auth_method", required=False, max_length=40) not in (None, "private_key_jwt"):
+        raise InvalidRequest("token_auth_method must be private_key_jwt with a private_key")
+    pem = _text(config, "private_key", max_length=20000)
+    key_class, wanted = _FHIR_KEYS[alg]
+    try:
+        key = key_class.import_key(str(pem))
+    except (ValueError, TypeError, JoseError):
+        key = None
+    if key is None or not key.is_private or (isinstance(key, ECKey) and key.curve_name != "P-384"):
+        raise InvalidRequest(f"private_key must be {wanted} in PEM form for {alg}")  # never echo the key
+    kid = _text(config, "kid", required=False, max_length=200)
+    return {"private_key": pem, "token_auth_method": "private_key_jwt", "alg": alg, "kid": kid}
 
 
 # One validator per kind; each returns the config to store (unknown keys dropped).

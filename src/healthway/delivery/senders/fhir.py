@@ -3,17 +3,20 @@ types) and for delivering FHIR content.
 
 ``request`` forwards one query and returns the server's answer as is; ``send`` delivers a stored message:
 a message Bundle to ``$process-message``, another Bundle to the base (batch/transaction), a resource to its type.
+A destination with OAuth client credentials sends a bearer token (fhir_auth); a 401 gets one retry with a new token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
 import orjson
 
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
+from healthway.delivery.senders.fhir_auth import ClientCredentials, TokenCache, TokenUnavailable
 from healthway.domain.retry import AttemptResult, Outcome
 
 FHIR_JSON = "application/fhir+json"
@@ -49,8 +52,15 @@ def post_path(payload: bytes) -> str:
 
 
 class FhirSender:
-    def __init__(self, *, timeout: float = SEND_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float = SEND_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,  # when cached access tokens expire
+    ) -> None:
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+        self._tokens = TokenCache(self._client, clock=clock)
 
     @staticmethod
     def _url(target: Target, path: str) -> str:
@@ -66,17 +76,36 @@ class FhirSender:
         body: bytes | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (httpx's own per-request timeout, not a cancel scope)
     ) -> FhirResponse:
-        """Forward one FHIR interaction; raises DestinationUnavailable when there is no answer."""
+        """Forward one FHIR interaction; raises DestinationUnavailable when there is no answer or no access token."""
         headers = {"accept": FHIR_JSON} | ({"content-type": FHIR_JSON} if body is not None else {})
+        request = self._client.build_request(
+            method,
+            self._url(target, path),
+            params=params,
+            content=body,
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+        credentials = ClientCredentials.of(target.config)
+        if credentials is None:
+            return await self._exchange(request)
+        token = await self._token(target, credentials)
+        answer = await self._exchange(request, token)
+        if answer.status_code == 401:  # revoked or expired early: the server did nothing, so one retry is safe
+            answer = await self._exchange(request, await self._token(target, credentials, refused=token))
+        return answer
+
+    async def _token(self, target: Target, credentials: ClientCredentials, *, refused: str | None = None) -> str:
         try:
-            response = await self._client.request(
-                method,
-                self._url(target, path),
-                params=params,
-                content=body,
-                headers=headers,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            return await self._tokens.token(target.id, credentials, refused=refused)
+        except TokenUnavailable as exc:  # never a timeout for the caller: the FHIR server itself was not asked
+            raise DestinationUnavailable(str(exc), timed_out=False) from None
+
+    async def _exchange(self, request: httpx.Request, token: str | None = None) -> FhirResponse:
+        if token is not None:
+            request.headers["authorization"] = f"Bearer {token}"
+        try:
+            response = await self._client.send(request)
         except httpx.TimeoutException:
             raise DestinationUnavailable("the FHIR server did not answer in time", timed_out=True) from None
         except httpx.HTTPError as exc:

@@ -29,7 +29,8 @@ router = APIRouter(tags=["destinations"])
 class DestinationCreate(BaseModel):
     """Kind-specific fields: webhook ``url`` [``verification_token``]; mllp ``host``, ``port`` [``tls``];
     sftp ``host``, ``port``, ``username``, ``password`` or ``private_key``, [``path``, ``host_key_sha256``];
-    fhir ``url``."""
+    fhir ``url`` [``token_url``, ``client_id``, ``client_secret`` [``token_auth_method``] or ``private_key``
+    (PEM) [``alg``, ``kid``], ``scope``]."""
 
     environment: str
     name: str = Field(min_length=1, max_length=200)
@@ -44,6 +45,13 @@ class DestinationCreate(BaseModel):
     private_key: str | None = None
     path: str | None = None
     host_key_sha256: str | None = None
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    token_auth_method: str | None = None
+    alg: str | None = None
+    kid: str | None = None
+    scope: str | None = None
 
 
 @router.get("/destinations")
