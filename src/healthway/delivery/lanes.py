@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from healthway.delivery.senders import Message, Target
-from healthway.domain.retry import AttemptResult
 from healthway.services import deliveries
-from healthway.services.deliveries import Policy
+from healthway.services.deliveries import Policy, Sent
 from healthway.storage import queue
 from healthway.storage.models import Delivery, Destination, Log
-
-
-@dataclass(frozen=True)
-class Sent:
-    delivery_id: str
-    result: AttemptResult
-    started_at: datetime
-    finished_at: datetime
 
 
 @dataclass(frozen=True)
@@ -65,26 +55,10 @@ def _outgoing(row: sa.Row[str, str, str, str, str | None, int, Destination], pay
     return Outgoing(delivery_id, log_id, target, message, destination.enabled)
 
 
-def record_lane(
-    session: Session,
-    claimed: list[str],
-    results: list[Sent],
-    *,
-    policy: Policy,
-) -> None:
+def record_lane(session: Session, claimed: list[str], results: list[Sent], *, policy: Policy) -> None:
     """Store the lane's attempts (in the order they were sent), give back the deliveries it did not attempt,
-    and settle the logs whose deliveries are all finished."""
+    and settle the logs that have a finished delivery."""
+    finished_logs = deliveries.record(session, results, policy=policy)
     attempted = {sent.delivery_id for sent in results}
-    rows = {d.id: d for d in session.scalars(sa.select(Delivery).where(Delivery.id.in_(list(attempted))))}
-    for sent in results:
-        if (delivery := rows.get(sent.delivery_id)) is not None:  # gone: its destination was deleted meanwhile
-            deliveries.record(
-                session,
-                delivery=delivery,
-                result=sent.result,
-                started_at=sent.started_at,
-                finished_at=sent.finished_at,
-                policy=policy,
-            )
     queue.release(session, [d for d in claimed if d not in attempted])
-    deliveries.settle_logs(session, {d.log_id for d in rows.values() if d.status != deliveries.PENDING})
+    deliveries.settle_logs(session, finished_logs)

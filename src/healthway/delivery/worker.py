@@ -22,12 +22,12 @@ from datetime import datetime, timedelta
 import structlog
 from prometheus_client import CollectorRegistry
 
-from healthway.delivery.lanes import Outgoing, Sent, load_outgoing, record_lane
+from healthway.delivery.lanes import Outgoing, load_outgoing, record_lane
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Senders, default_senders
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.domain.routing import carry_problem
-from healthway.services.deliveries import Policy
+from healthway.services.deliveries import Policy, Sent
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.queue import Lane
@@ -45,6 +45,7 @@ class WorkerOptions:
     lane_budget: float = 60.0  # seconds a lane keeps starting new sends
     max_lanes: int = 64  # lanes in flight at once
     batch: int = 100  # FIFO deliveries claimed at once
+    claim_interval: float = 0.01  # while lanes are busy, look for other due lanes at most this often
 
 
 class DeliveryWorker:
@@ -123,6 +124,8 @@ class DeliveryWorker:
             try:
                 claimed = await self._dispatch()
                 if not claimed:
+                    if self._lanes:  # busy lanes claim their own next batches; wake-ups can wait a moment
+                        await asyncio.sleep(self.options.claim_interval)
                     await self._sleep(await asyncio.to_thread(self._seconds_until_due))
             except Exception:  # the database may be down for a while: keep trying, do not die
                 log.exception("delivery loop failed; retrying")
@@ -160,13 +163,15 @@ class DeliveryWorker:
                 log.info("released leases of a previous run", deliveries=released)
 
     def _claim(self, max_lanes: int) -> list[Lane]:
+        now = self.clock()
+        with self.db.read_session() as session:
+            self.metrics.refresh(session, now)
+            if not queue.any_due(session, now=now):
+                return []
         with self.db.session() as session:
-            now = self.clock()
-            lanes = queue.claim(
+            return queue.claim(
                 session, now=now, lease=self.options.lease, max_lanes=max_lanes, batch=self.options.batch
             )
-            self.metrics.refresh(session, now)
-            return lanes
 
     def _seconds_until_due(self) -> float:
         with self.db.read_session() as session:
@@ -179,34 +184,48 @@ class DeliveryWorker:
 
     # -- one lane -------------------------------------------------------------------------------------------
     async def _process(self, lane: Lane) -> None:
-        results: list[Sent] = []
-        try:
-            outgoing = await asyncio.to_thread(self._load, lane.delivery_ids)
-            deadline = time.monotonic() + self.options.lane_budget
-            for item in outgoing:
-                if self._stopping or time.monotonic() > deadline:
-                    break
-                started = self.clock()
-                result = await self._attempt(item)
-                results.append(Sent(item.delivery_id, result, started, self.clock()))
-                if lane.fifo and result.outcome is Outcome.RETRY:
-                    break  # FIFO: nothing after this message is attempted before it is delivered or given up
-        finally:
-            # Also on cancellation (shutdown): record what was sent, give back the rest.
-            await asyncio.shield(self._record_safely(lane.delivery_ids, results))
+        """Send the lane's batches until it is empty, stuck behind a retry, or out of time."""
+        deadline = time.monotonic() + self.options.lane_budget
+        while lane.delivery_ids:
+            results: list[Sent] = []
+            try:
+                results = await self._send_batch(lane, deadline)
+            finally:
+                # Also on cancellation (shutdown): record what was sent, give back the rest.
+                go_on = self._continues(lane, results, deadline)
+                next_ids = await asyncio.shield(self._record_safely(lane, results, go_on=go_on))
+            lane = Lane(lane.key, lane.fifo, next_ids)
 
-    async def _record_safely(self, claimed: list[str], results: list[Sent]) -> None:
-        """Record, retrying while the database is busy or away: a lost record means the sends are repeated."""
+    async def _send_batch(self, lane: Lane, deadline: float) -> list[Sent]:
+        results: list[Sent] = []
+        for item in await asyncio.to_thread(self._load, lane.delivery_ids):
+            if self._stopping or time.monotonic() > deadline:
+                break
+            started = self.clock()
+            result = await self._attempt(item)
+            results.append(Sent(item.delivery_id, result, started, self.clock()))
+            if lane.fifo and result.outcome is Outcome.RETRY:
+                break  # FIFO: nothing after this message is attempted before it is delivered or given up
+        return results
+
+    def _continues(self, lane: Lane, results: list[Sent], deadline: float) -> bool:
+        """Whether a FIFO lane claims its next batch when it records this one."""
+        if not lane.fifo or self._stopping or time.monotonic() > deadline or len(results) < len(lane.delivery_ids):
+            return False
+        return all(sent.result.outcome is not Outcome.RETRY for sent in results)
+
+    async def _record_safely(self, lane: Lane, results: list[Sent], *, go_on: bool) -> list[str]:
+        """Record (and, with ``go_on``, claim the lane's next batch), retrying while the database is busy or away:
+        a lost record means the sends are repeated. Returns the next batch."""
         for attempt in range(RECORD_TRIES):
             try:
-                await asyncio.to_thread(self._record, claimed, results)
+                return await asyncio.to_thread(self._record, lane, results, go_on)
             except Exception:  # after the last try the leases expire and the lane is retried: at-least-once
                 if attempt == RECORD_TRIES - 1:
-                    log.exception("recording delivery attempts failed", deliveries=len(claimed))
-                    return
+                    log.exception("recording delivery attempts failed", deliveries=len(lane.delivery_ids))
+                    return []
                 await asyncio.sleep(min(0.1 * 2**attempt, 5))
-            else:
-                return
+        return []
 
     async def _attempt(self, item: Outgoing) -> AttemptResult:
         started = time.perf_counter()
@@ -232,9 +251,15 @@ class DeliveryWorker:
         with self.db.read_session() as session:
             return load_outgoing(session, delivery_ids, max_bytes=MAX_LANE_BYTES)
 
-    def _record(self, claimed: list[str], results: list[Sent]) -> None:
+    def _record(self, lane: Lane, results: list[Sent], go_on: bool) -> list[str]:
         with self.db.session() as session:
-            record_lane(session, claimed, results, policy=self.policy)
+            record_lane(session, lane.delivery_ids, results, policy=self.policy)
+            if not go_on:
+                return []
+            options = self.options
+            return queue.claim_next(
+                session, subscription_id=lane.key, now=self.clock(), lease=options.lease, batch=options.batch
+            )
 
 
 def build_worker(

@@ -19,10 +19,11 @@ from healthway.domain import retry
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.domain.routing import Filters, MessageFacts, Ordering, matches
 from healthway.errors import InvalidRequest
-from healthway.storage.models import Attempt, Delivery, Destination, Log, Subscription
+from healthway.storage.models import Attempt, Delivery, Destination, Log, Subscription, new_id
 
 PG_CHANNEL = "healthway_deliveries"  # LISTEN/NOTIFY channel that wakes the workers of every node
 PENDING, DELIVERED, FAILED, FILTERED = "pending", "delivered", "failed", "filtered"
+TABLES = Delivery.metadata.tables  # Core tables: these statements need no unit-of-work bookkeeping
 _FINAL_STATUS = {Outcome.DELIVERED: DELIVERED, Outcome.REJECTED: FAILED, Outcome.FILTERED: FILTERED}
 
 
@@ -61,19 +62,30 @@ def _subscriptions(session: Session, source_id: str) -> list[Subscription]:
     return cache[source_id]
 
 
-def _next_sequence(session: Session, subscription_id: str) -> int:
-    """Take the subscription's next FIFO sequence number; the row lock is held until the intake commits."""
+def _take_sequences(session: Session, subscription_ids: list[str]) -> dict[str, int]:
+    """Take the next FIFO sequence number of each subscription, in one statement; the row locks are held until the
+    intake commits, so a lane's order is its commit order. PostgreSQL locks the rows in ID order first (the
+    ``FOR UPDATE`` subquery), so intakes on several nodes never deadlock on them."""
+    if not subscription_ids:
+        return {}
+    table = TABLES["subscriptions"]
+    in_order = sa.select(table.c.id).where(table.c.id.in_(subscription_ids)).order_by(table.c.id).with_for_update()
     bumped = (
-        sa.update(Subscription)
-        .where(Subscription.id == subscription_id)
-        .values(next_sequence=Subscription.next_sequence + 1)
-        .returning(Subscription.next_sequence)
+        sa.update(table)
+        .where(table.c.id.in_(in_order.scalar_subquery()))
+        .values(next_sequence=table.c.next_sequence + 1)
+        .returning(table.c.id, table.c.next_sequence)
     )
-    return int(session.execute(bumped).scalar_one())
+    return {row[0]: int(row[1]) for row in session.execute(bumped)}
 
 
-def route(session: Session, *, log: Log, destination_ids: list[str] | None) -> list[Delivery]:
-    """One pending delivery per enabled subscription of ``log.source_id`` whose filters match, due at once.
+def _is_fifo(subscription: Subscription | None) -> bool:
+    return subscription is not None and subscription.ordering == Ordering.FIFO.value
+
+
+def route(session: Session, *, log: Log, destination_ids: list[str] | None) -> int:
+    """Queue one pending delivery per enabled subscription of ``log.source_id`` whose filters match, due at once;
+    returns how many.
 
     ``destination_ids`` (``Meta.Destinations``) narrows the set; naming a destination the source is not
     subscribed to raises InvalidRequest (400). Runs in the caller's transaction, after ``log`` is flushed.
@@ -85,13 +97,30 @@ def route(session: Session, *, log: Log, destination_ids: list[str] | None) -> l
             raise InvalidRequest(f"this source is not subscribed to destination {unknown[0][:64]!r}")
         subscriptions = [s for s in subscriptions if s.destination_id in set(destination_ids)]
     facts = MessageFacts(log.data_model, log.event_type, log.message_type)
-    created = []
-    for subscription in subscriptions:
-        if matches(filters_of(subscription), facts):
-            created.append(new_delivery(session, log=log, subscription=subscription, now=log.received_at))
-    if created:
-        announce(session)
-    return created
+    matched = [s for s in subscriptions if matches(filters_of(s), facts)]
+    if not matched:
+        return 0
+    sequences = _take_sequences(session, [s.id for s in matched if _is_fifo(s)])
+    rows = [_pending(log, s.id, s.destination_id, sequences.get(s.id, 0), log.received_at) for s in matched]
+    session.execute(sa.insert(TABLES["deliveries"]), rows)
+    announce(session)
+    return len(rows)
+
+
+def _pending(
+    log: Log, subscription_id: str | None, destination_id: str, sequence: int, now: datetime
+) -> dict[str, Any]:
+    return {
+        "id": new_id(),
+        "log_id": log.id,
+        "subscription_id": subscription_id,
+        "destination_id": destination_id,
+        "sequence": sequence,
+        "status": PENDING,
+        "next_attempt_at": now,
+        "created_at": now,
+        "attempt_count": 0,
+    }
 
 
 def announce(session: Session) -> None:
@@ -103,13 +132,15 @@ def announce(session: Session) -> None:
 def new_delivery(
     session: Session, *, log: Log, subscription: Subscription | None, now: datetime, destination_id: str | None = None
 ) -> Delivery:
-    """A pending delivery of ``log``, at the end of its subscription's FIFO lane (replays use this too)."""
-    fifo = subscription is not None and subscription.ordering == Ordering.FIFO.value
+    """A pending delivery of ``log``, at the end of its subscription's FIFO lane (replays use this)."""
+    sequence = (
+        _take_sequences(session, [subscription.id])[subscription.id] if subscription and _is_fifo(subscription) else 0
+    )
     delivery = Delivery(
         log_id=log.id,
         subscription_id=subscription.id if subscription else None,
         destination_id=subscription.destination_id if subscription else destination_id,
-        sequence=_next_sequence(session, subscription.id) if fifo and subscription else 0,
+        sequence=sequence,
         status=PENDING,
         next_attempt_at=now,
         created_at=now,
@@ -129,40 +160,81 @@ class Policy:
     schedule: Sequence[float] = retry.SCHEDULE
 
 
-def record(
-    session: Session,
-    *,
-    delivery: Delivery,
-    result: AttemptResult,
-    started_at: datetime,
-    finished_at: datetime,
-    policy: Policy,
-) -> Attempt:
-    """Store one attempt and move the delivery on: finished, or rescheduled per the retry policy."""
-    delivery.attempt_count += 1
-    attempt = Attempt(
-        delivery_id=delivery.id,
-        number=delivery.attempt_count,
-        started_at=started_at,
-        finished_at=finished_at,
-        outcome=result.outcome.value,
-        response_code=result.response_code,
-        detail=result.detail[: retry.MAX_DETAIL] or None,
+@dataclass(frozen=True)
+class Sent:
+    """One attempt as a worker made it."""
+
+    delivery_id: str
+    result: AttemptResult
+    started_at: datetime
+    finished_at: datetime
+
+
+def record(session: Session, attempts: Sequence[Sent], *, policy: Policy) -> set[str]:
+    """Store the attempts and move each delivery on: finished, or rescheduled per the retry policy (its lease is
+    dropped either way). Returns the IDs of the logs that have a finished delivery now.
+
+    Three Core statements however many attempts: a worker records a whole lane at once.
+    """
+    table = TABLES["deliveries"]
+    ids = [a.delivery_id for a in attempts]
+    current = session.execute(
+        sa.select(table.c.id, table.c.log_id, table.c.attempt_count, table.c.created_at).where(table.c.id.in_(ids))
     )
-    session.add(attempt)
-    delivery.locked_until = None
-    if result.outcome is Outcome.RETRY:
-        delivery.next_attempt_at = retry.next_attempt_at(
-            failures=delivery.attempt_count,
-            now=finished_at,
-            created_at=delivery.created_at,
-            max_age=policy.max_age,
-            schedule=policy.schedule,
-        )
-        delivery.status = PENDING if delivery.next_attempt_at else FAILED
-    else:
-        delivery.status, delivery.next_attempt_at = _FINAL_STATUS[result.outcome], None
-    return attempt
+    known = {row.id: row for row in current}  # a delivery may be gone: its destination was deleted meanwhile
+    new_attempts, changes, finished = [], [], set()
+    for attempt in attempts:
+        if (row := known.get(attempt.delivery_id)) is None:
+            continue
+        number = row.attempt_count + 1
+        status, next_attempt_at = _next_state(attempt, number, row.created_at, policy)
+        new_attempts.append(_attempt_row(attempt, number))
+        changes.append({"b_id": row.id, "status": status, "count": number, "next": next_attempt_at})
+        if status != PENDING:
+            finished.add(row.log_id)
+    if changes:
+        session.execute(sa.insert(TABLES["attempts"]), new_attempts)
+        session.execute(_MOVE_ON, changes)
+    return finished
+
+
+_MOVE_ON = (
+    sa.update(TABLES["deliveries"])
+    .where(TABLES["deliveries"].c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("status"),
+        attempt_count=sa.bindparam("count"),
+        next_attempt_at=sa.bindparam("next"),
+        locked_until=None,
+    )
+)
+
+
+def _next_state(attempt: Sent, number: int, created_at: datetime, policy: Policy) -> tuple[str, datetime | None]:
+    """(status, next attempt time) after attempt ``number``."""
+    if attempt.result.outcome is not Outcome.RETRY:
+        return _FINAL_STATUS[attempt.result.outcome], None
+    next_attempt_at = retry.next_attempt_at(
+        failures=number,
+        now=attempt.finished_at,
+        created_at=created_at,
+        max_age=policy.max_age,
+        schedule=policy.schedule,
+    )
+    return (PENDING if next_attempt_at else FAILED), next_attempt_at
+
+
+def _attempt_row(attempt: Sent, number: int) -> dict[str, Any]:
+    result = attempt.result
+    return {
+        "delivery_id": attempt.delivery_id,
+        "number": number,
+        "started_at": attempt.started_at,
+        "finished_at": attempt.finished_at,
+        "outcome": result.outcome.value,
+        "response_code": result.response_code,
+        "detail": result.detail[: retry.MAX_DETAIL] or None,
+    }
 
 
 def settle_logs(session: Session, log_ids: Iterable[str]) -> None:
@@ -178,8 +250,9 @@ def settle_logs(session: Session, log_ids: Iterable[str]) -> None:
         return sa.exists().where(Delivery.log_id == Log.id, Delivery.status == status)
 
     status = sa.case((having(PENDING), "received"), (having(FAILED), FAILED), else_=DELIVERED)
+    logs = TABLES["logs"]
     session.execute(
-        sa.update(Log).where(Log.id.in_(ids), sa.exists().where(Delivery.log_id == Log.id)).values(status=status)
+        sa.update(logs).where(logs.c.id.in_(ids), sa.exists().where(Delivery.log_id == Log.id)).values(status=status)
     )
 
 

@@ -57,8 +57,13 @@ def _due_heads(now: datetime, limit: int) -> sa.Select[str, str | None, str]:
         )
         .order_by(Delivery.next_attempt_at, Delivery.sequence)
         .limit(limit)
-        .with_for_update(of=Delivery, skip_locked=True)
     )
+
+
+def any_due(session: Session, *, now: datetime) -> bool:
+    """Whether ``claim`` would find a lane now; a read, so a worker with nothing to do never takes SQLite's
+    write lock from intake."""
+    return session.execute(_due_heads(now, 1)).first() is not None
 
 
 def _followers(subscription_id: str, head_id: str, limit: int) -> sa.Select[str]:
@@ -79,16 +84,40 @@ def _followers(subscription_id: str, head_id: str, limit: int) -> sa.Select[str]
 def claim(session: Session, *, now: datetime, lease: timedelta, max_lanes: int, batch: int) -> list[Lane]:
     """Lease up to ``max_lanes`` due lanes (a FIFO lane with up to ``batch`` deliveries) until ``now + lease``."""
     lanes: list[Lane] = []
-    for delivery_id, subscription_id, ordering in session.execute(_due_heads(now, max_lanes)).all():
+    due = _due_heads(now, max_lanes).with_for_update(of=Delivery, skip_locked=True)
+    for delivery_id, subscription_id, ordering in session.execute(due).all():
         fifo = subscription_id is not None and ordering == Ordering.FIFO.value
         lane = Lane(subscription_id if fifo and subscription_id else delivery_id, fifo, [delivery_id])
         if fifo and subscription_id and batch > 1:
             lane.delivery_ids += session.scalars(_followers(subscription_id, delivery_id, batch - 1)).all()
         lanes.append(lane)
-    claimed = [d for lane in lanes for d in lane.delivery_ids]
-    if claimed:
-        session.execute(sa.update(Delivery).where(Delivery.id.in_(claimed)).values(locked_until=now + lease))
+    _lease(session, [d for lane in lanes for d in lane.delivery_ids], now + lease)
     return lanes
+
+
+def claim_next(session: Session, *, subscription_id: str, now: datetime, lease: timedelta, batch: int) -> list[str]:
+    """The next batch of a FIFO lane whose worker just recorded its previous batch: the subscription's head and
+    the deliveries behind it, if the head is due and nobody holds it. Lets a busy lane keep going without a scan
+    of the whole queue."""
+    head = session.execute(
+        sa.select(Delivery.id, Delivery.next_attempt_at, Delivery.locked_until)
+        .where(Delivery.subscription_id == subscription_id, Delivery.status == PENDING)
+        .order_by(Delivery.sequence)
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if head is None or (head.next_attempt_at and head.next_attempt_at > now):
+        return []
+    if head.locked_until is not None and head.locked_until >= now:
+        return []
+    claimed = [head.id, *session.scalars(_followers(subscription_id, head.id, batch - 1))]
+    _lease(session, claimed, now + lease)
+    return claimed
+
+
+def _lease(session: Session, delivery_ids: list[str], until: datetime) -> None:
+    if delivery_ids:
+        session.execute(sa.update(Delivery).where(Delivery.id.in_(delivery_ids)).values(locked_until=until))
 
 
 def release(session: Session, delivery_ids: Sequence[str]) -> None:

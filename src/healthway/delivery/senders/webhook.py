@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import time
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,21 +45,29 @@ def headers_for(target: Target, message: Message, *, now: int | None = None) -> 
 
 
 class WebhookSender:
-    """One pooled HTTP client for every webhook destination: connections are reused between messages."""
+    """Pooled HTTP clients, one per origin (scheme, host, port): connections are reused between messages, and a
+    request never scans the connections of other destinations' servers for a free one."""
 
     def __init__(self, *, timeout: float = SEND_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,  # a redirect would re-send PHI somewhere nobody configured
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
-        )
+        self._timeout, self._transport = timeout, transport
+        self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        parts = urlsplit(url)
+        origin = (parts.scheme, parts.hostname or "", parts.port)
+        if (client := self._clients.get(origin)) is None:
+            client = self._clients[origin] = httpx.AsyncClient(
+                timeout=self._timeout,
+                transport=self._transport,
+                follow_redirects=False,  # a redirect would re-send PHI somewhere nobody configured
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+            )
+        return client
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
+        url = target.config["url"]
         try:
-            response = await self._client.post(
-                target.config["url"], content=message.payload, headers=headers_for(target, message)
-            )
+            response = await self._client(url).post(url, content=message.payload, headers=headers_for(target, message))
             await response.aclose()
         except httpx.TimeoutException:
             return AttemptResult.retry("no answer within the timeout")
@@ -70,4 +79,6 @@ class WebhookSender:
         return AttemptResult.retry(f"HTTP {code}", code)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
