@@ -14,6 +14,7 @@ from healthway.delivery.senders import Message, Senders, Target
 from healthway.delivery.worker import DeliveryWorker, WorkerOptions
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.services.deliveries import Policy
+from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, Delivery, Log, Source
 from healthway.testing import DELIVERED, FakeClock, RecordingSender
@@ -225,3 +226,47 @@ def test_two_workers_share_one_fifo_lane_without_reordering_or_duplicates(db: Da
     fifo_order = [sequence[m.delivery_id] for t, m in sender.sent if t.id == fifo]
     assert fifo_order == sorted(set(fifo_order)) and len(fifo_order) == 60  # in order, each once
     assert sum(1 for t, _ in sender.sent if t.id == parallel) == 60
+
+
+def test_a_busy_fifo_lane_claims_its_own_next_batches(
+    db: Database, sender: RecordingSender, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = make_worker(db, clock, sender)
+    worker.options = WorkerOptions(batch=3)
+    claims: list[int] = []
+    original = queue.claim
+
+    def counting_claim(*args: object, **kwargs: object) -> list[queue.Lane]:
+        lanes = original(*args, **kwargs)  # type: ignore[arg-type]
+        claims.append(len(lanes))
+        return lanes
+
+    monkeypatch.setattr(queue, "claim", counting_claim)
+    source, _ = setup(db, "fifo")
+    send_logs(db, source, clock, 10)
+    run(worker)
+    assert sender.payloads() == [f"message {n}".encode() for n in range(10)]
+    assert claims == [1]  # one scan of the queue; the lane took batches 2 to 4 itself
+
+
+def test_claim_next_takes_the_lane_head_only_when_due_and_free(db: Database, clock: FakeClock) -> None:
+    source, _ = setup(db, "fifo")
+    send_logs(db, source, clock, 5)
+    lease = timedelta(seconds=60)
+    with db.session() as session:
+        subscription_id, ids = _lane(session)
+        assert queue.claim_next(session, subscription_id=subscription_id, now=clock(), lease=lease, batch=2) == ids[:2]
+        # Held by that claim now: nobody else takes the head, not even the deliveries behind it.
+        assert queue.claim_next(session, subscription_id=subscription_id, now=clock(), lease=lease, batch=2) == []
+        queue.release(session, ids[:2])
+        session.execute(sa.update(Delivery).where(Delivery.id == ids[0]).values(next_attempt_at=clock() + lease))
+        # A head waiting for its retry holds back its lane.
+        assert queue.claim_next(session, subscription_id=subscription_id, now=clock(), lease=lease, batch=2) == []
+        later = clock() + lease + timedelta(seconds=1)
+        assert queue.claim_next(session, subscription_id=subscription_id, now=later, lease=lease, batch=9) == ids
+
+
+def _lane(session: sa.orm.Session) -> tuple[str, list[str]]:
+    rows = session.execute(sa.select(Delivery.subscription_id, Delivery.id).order_by(Delivery.sequence)).all()
+    assert rows and rows[0][0] is not None
+    return rows[0][0], [row[1] for row in rows]
