@@ -26,6 +26,10 @@ def _read(path: Path | None) -> str | None:
         fail(f"cannot read {path}: {exc.strerror}")
 
 
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 @destination_app.command("create")
 def destination_create(
     env: Annotated[str, typer.Option("--env", help="development, staging or production")],
@@ -36,6 +40,13 @@ def destination_create(
     host: Annotated[str | None, typer.Option("--host", help="mllp or sftp")] = None,
     port: Annotated[int | None, typer.Option("--port", help="mllp or sftp")] = None,
     tls: Annotated[bool, typer.Option("--tls", help="mllp: connect with TLS")] = False,
+    tls_ca_file: Annotated[
+        Path | None, typer.Option("--tls-ca-file", help="mllp: PEM CA to verify the peer (default: system CAs)")
+    ] = None,
+    tls_cert_file: Annotated[
+        Path | None, typer.Option("--tls-cert-file", help="mllp: PEM client certificate (with --tls-key-file)")
+    ] = None,
+    tls_key_file: Annotated[Path | None, typer.Option("--tls-key-file", help="mllp: its PEM private key")] = None,
     username: Annotated[str | None, typer.Option("--username", help="sftp")] = None,
     password_file: Annotated[Path | None, typer.Option("--password-file", help="sftp: file with the password")] = None,
     private_key_file: Annotated[
@@ -66,6 +77,10 @@ def destination_create(
         "host": host,
         "port": port,
         "tls": tls,
+        # Paths, not contents: the sender reads the files (the service makes them absolute and checks them).
+        "ca_file": _path(tls_ca_file),
+        "cert_file": _path(tls_cert_file),
+        "key_file": _path(tls_key_file),
         "username": username,
         "password": _read(password_file),
         "private_key": _read(private_key_file),

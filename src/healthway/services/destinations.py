@@ -9,8 +9,10 @@ after creation.
 from __future__ import annotations
 
 import base64
+import os
 import re
 import secrets
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -72,9 +74,57 @@ def _webhook(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"url": _url(config), "verification_token": token, "signing_secret": new_signing_secret()}
 
 
+_TLS_FILES = ("ca_file", "cert_file", "key_file")
+
+
 def _mllp(config: Mapping[str, Any]) -> dict[str, Any]:
-    files = {k: _text(config, k, required=False) for k in ("ca_file", "cert_file", "key_file")}
-    return {**_host_port(config), "tls": bool(config.get("tls")), **files}
+    """``tls`` (bool) with optional ``ca_file`` (verify the server against it instead of the system CAs) and
+    ``cert_file`` + ``key_file`` (a client certificate). The files are paths on the Healthway server, stored as
+    absolute paths; they must be readable now. Their contents are never stored, shown or echoed."""
+    tls = config.get("tls", False)
+    if not isinstance(tls, bool):
+        raise InvalidRequest("tls must be true or false")
+    files = {key: _tls_file(config, key) for key in _TLS_FILES}
+    if any(files.values()) and not tls:
+        raise InvalidRequest("ca_file, cert_file and key_file are for TLS: set tls to true")
+    if bool(files["cert_file"]) != bool(files["key_file"]):
+        raise InvalidRequest("a client certificate needs both cert_file and key_file")
+    _check_tls_files(files)
+    return {**_host_port(config), "tls": tls, **files}
+
+
+def _tls_file(config: Mapping[str, Any], key: str) -> str | None:
+    path = _text(config, key, required=False, max_length=1000)
+    if path is None:
+        return None
+    # abspath, not resolve(): a symlink such as certbot's live/ must stay a symlink so that renewals are picked up.
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):  # checked first: opening a FIFO would block
+        raise InvalidRequest(f"{key} {path} {'is not a file' if os.path.exists(path) else 'does not exist'}")
+    try:
+        with open(path, "rb") as file:
+            file.read(1)
+    except OSError as exc:
+        raise InvalidRequest(f"{key} {path} cannot be read: {exc.strerror}") from None
+    return path
+
+
+def _check_tls_files(files: Mapping[str, str | None]) -> None:
+    """Load the files as the MLLP sender will, so that a wrong file is refused now rather than at every retry.
+    The messages name the files, never their contents."""
+    if not any(files.values()):
+        return
+    try:
+        context = ssl.create_default_context(cafile=files["ca_file"])
+    except (ssl.SSLError, ValueError):
+        raise InvalidRequest("ca_file holds no PEM CA certificate") from None
+    if files["cert_file"]:
+        try:
+            context.load_cert_chain(files["cert_file"], files["key_file"], password=lambda: b"")
+        except (ssl.SSLError, ValueError):
+            raise InvalidRequest(
+                "cert_file and key_file must be a PEM certificate and its matching unencrypted private key"
+            ) from None
 
 
 def _sftp(config: Mapping[str, Any]) -> dict[str, Any]:

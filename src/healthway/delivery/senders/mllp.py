@@ -2,6 +2,10 @@
 
 ``AA``/``CA`` = delivered; ``AE``/``CE`` = retry; ``AR``/``CR`` = final failure. Any connection problem or an
 ACK for another message closes the connection (a fresh one is opened for the next try).
+
+With ``tls`` the server certificate is verified against ``ca_file`` (or the system CAs) and must name ``host``;
+``cert_file`` + ``key_file`` are presented as the client certificate. A TLS failure (unknown CA, wrong name, a
+client certificate missing or refused, unreadable files) is a retry with a short detail, never an exception.
 """
 
 from __future__ import annotations
@@ -73,11 +77,13 @@ def ack_result(ack: Ack | None, control_id: str | None) -> AttemptResult:
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.answered = False  # whether the peer has sent any frame on this connection yet
 
     async def exchange(self, payload: bytes) -> bytes:
         self.writer.write(START + payload + END)
         await self.writer.drain()
         frame = await self.reader.readuntil(END)
+        self.answered = True
         return frame[frame.find(START) + 1 : -len(END)]
 
     async def close(self) -> None:
@@ -93,6 +99,7 @@ class MllpSender:
         self._timeout = timeout
         self._connections: dict[str, _Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._contexts: dict[tuple[str | None, str | None, str | None], ssl.SSLContext] = {}
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
         control_id = message.control_id or control_id_of(message.payload)
@@ -102,9 +109,15 @@ class MllpSender:
             except TimeoutError:
                 await self._drop(target.id)
                 return AttemptResult.retry("no ACK within the timeout")
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ssl.SSLError) as exc:
+            except TlsFailure as exc:
+                return AttemptResult.retry(str(exc))
+            except ssl.SSLError as exc:  # after the handshake, e.g. TLS 1.3 servers refuse a client cert only here
                 await self._drop(target.id)
-                return AttemptResult.retry(f"connection failed: {type(exc).__name__}")
+                return AttemptResult.retry(f"TLS error: {_reason(exc)}")
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                detail = self._failure_detail(target, exc)
+                await self._drop(target.id)
+                return AttemptResult.retry(detail)
             result = ack_result(parse_ack(frame), control_id)
             if result.outcome is Outcome.RETRY and result.response_code is None:
                 await self._drop(target.id)  # out of step with the peer: start over on a fresh connection
@@ -118,11 +131,33 @@ class MllpSender:
 
     async def _connect(self, target: Target) -> _Connection:
         config = target.config
-        context = _tls_context(config) if config.get("tls") else None
-        reader, writer = await asyncio.open_connection(
-            config["host"], int(config["port"]), ssl=context, limit=MAX_ACK_BYTES
-        )
+        context = self._tls_context(config) if config.get("tls") else None
+        try:
+            reader, writer = await asyncio.open_connection(
+                config["host"], int(config["port"]), ssl=context, limit=MAX_ACK_BYTES
+            )  # with TLS, server_hostname defaults to host: the certificate must name it (DNS or IP SAN)
+        except ssl.SSLError as exc:
+            raise TlsFailure(f"TLS handshake failed: {_reason(exc)}") from None
         return _Connection(reader, writer)
+
+    def _tls_context(self, config: Mapping[str, Any]) -> ssl.SSLContext:
+        """One context per set of files, loaded on first use (the files are read once per process: replacing a
+        certificate in place takes effect at the next restart)."""
+        key = (config.get("ca_file") or None, config.get("cert_file") or None, config.get("key_file") or None)
+        if key not in self._contexts:
+            self._contexts[key] = load_tls_context(*key)
+        return self._contexts[key]
+
+    def _failure_detail(self, target: Target, exc: Exception) -> str:
+        connection = self._connections.get(target.id)
+        hung_up = isinstance(exc, asyncio.IncompleteReadError | ConnectionError)
+        if target.config.get("tls") and connection is not None and not connection.answered and hung_up:
+            # TLS 1.3 servers check the client certificate after our side of the handshake is done, and their
+            # alert is often lost to a reset: a hang-up before the first ACK is the sign we get.
+            has_cert = target.config.get("cert_file")
+            hint = "did it refuse the client certificate?" if has_cert else "does it require a client certificate?"
+            return f"TLS peer closed the connection before answering ({hint})"
+        return f"connection failed: {type(exc).__name__}"
 
     async def _drop(self, target_id: str) -> None:
         if (connection := self._connections.pop(target_id, None)) is not None:
@@ -133,9 +168,34 @@ class MllpSender:
             await self._drop(target_id)
 
 
-def _tls_context(config: Mapping[str, Any]) -> ssl.SSLContext:
-    """Verify the server against the system CAs, or the destination's own CA; optionally present a client cert."""
-    context = ssl.create_default_context(cafile=config.get("ca_file") or None)
-    if config.get("cert_file"):
-        context.load_cert_chain(config["cert_file"], config.get("key_file") or None)
+class TlsFailure(Exception):
+    """A TLS problem described in a few words fit for an attempt's detail (no paths' contents, no key material)."""
+
+
+def load_tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
+    """Verify the server (certificate chain and host name) against ``ca_file`` or the system CAs; present
+    ``cert_file`` + ``key_file`` as the client certificate when given. Raises ``TlsFailure``."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise TlsFailure(f"TLS setup failed: cannot load ca_file ({_reason(exc)})") from None
+    if cert_file:
+        try:
+            # An encrypted key gets an empty password and fails, rather than OpenSSL prompting on the terminal.
+            context.load_cert_chain(cert_file, key_file, password=lambda: b"")
+        except (OSError, ValueError) as exc:
+            raise TlsFailure(f"TLS setup failed: cannot load cert_file/key_file ({_reason(exc)})") from None
     return context
+
+
+def _reason(exc: BaseException) -> str:
+    """``certificate verify failed (unable to get local issuer certificate)``, ``tlsv13 alert certificate
+    required``, ``No such file or directory``: what went wrong, without OpenSSL's source locations."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        failed = "certificate verify failed"
+        return f"{failed} ({exc.verify_message})" if exc.verify_message else failed
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).replace("_", " ").lower()
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
