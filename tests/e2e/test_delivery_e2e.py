@@ -176,3 +176,15 @@ def test_two_nodes_on_postgresql_deliver_one_fifo_subscription_in_order(cli: Cli
         finally:
             for node in nodes:
                 assert node.stop() == 0
+
+
+def test_cli_switches_a_subscription_off_and_on(cli: Cli) -> None:
+    world = setup(cli, "http://127.0.0.1:9/hook")
+    subscription_id = world["subscription"]["id"]
+    off = json.loads(cli.run("subscription", "set", subscription_id, "--disabled", "--json").stdout)
+    assert off["enabled"] is False and off["id"] == subscription_id
+    listed = json.loads(cli.run("subscription", "list", "--env", "development", "--json").stdout)
+    assert [s["enabled"] for s in listed["subscriptions"]] == [False]
+    assert json.loads(cli.run("subscription", "set", subscription_id, "--enabled", "--json").stdout)["enabled"]
+    missing = cli.run("subscription", "set", "nope", "--enabled", check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr

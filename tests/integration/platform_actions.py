@@ -213,6 +213,15 @@ def _environment_actions(env: str) -> list[Action]:
             prepare=_destination(env),
         ),
         Action(
+            f"destinations.update.{env}",
+            "PATCH",
+            "/platform/v1/destinations/{destination_id}",
+            P.DESTINATIONS_WRITE,
+            env,
+            prepare=_destination(env),
+            body=lambda _ids: {"enabled": False},
+        ),
+        Action(
             f"destinations.delete.{env}",
             "DELETE",
             "/platform/v1/destinations/{destination_id}",
@@ -233,6 +242,15 @@ def _environment_actions(env: str) -> list[Action]:
             success=201,
             prepare=_source_and_destination(env),
             body=lambda ids: {"source": ids["source_id"], "destination": ids["destination_id"]},
+        ),
+        Action(
+            f"subscriptions.update.{env}",
+            "PATCH",
+            "/platform/v1/subscriptions/{subscription_id}",
+            P.SUBSCRIPTIONS_WRITE,
+            env,
+            prepare=_subscription(env),
+            body=lambda _ids: {"enabled": False},
         ),
         Action(
             f"subscriptions.delete.{env}",

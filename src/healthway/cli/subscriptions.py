@@ -64,3 +64,22 @@ def subscription_list(
         views = [subscriptions.view(s, environment) for s in rows]
     lines = [f"{v['id']}  {v['source_id']} -> {v['destination_id']}  {v['ordering']}" for v in views]
     emit({"subscriptions": views}, as_json=as_json, text="\n".join(lines) or "no subscriptions")
+
+
+@subscription_app.command("set")
+def subscription_set(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription ID")],
+    enabled: Annotated[bool, typer.Option("--enabled/--disabled", help="Route new logs to it, or stop")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Switch a subscription on or off (queued deliveries are still sent)."""
+    with database_session() as session:
+        found = subscriptions.find(session, subscription_id)
+        if found is None:
+            raise NotFound(f"subscription {subscription_id[:64]!r} not found")
+        subscription, environment = found
+        subscriptions.set_enabled(
+            session, actor=CLI, subscription=subscription, environment=environment, enabled=enabled
+        )
+        result = subscriptions.view(subscription, environment)
+    emit(result, as_json=as_json, text=f"Subscription {subscription_id} is {'enabled' if enabled else 'disabled'}")

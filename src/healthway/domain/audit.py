@@ -35,6 +35,7 @@ class AuditAction(StrEnum):
     DESTINATION_UPDATE = "destination:update"
     DESTINATION_DELETE = "destination:delete"
     SUBSCRIPTION_CREATE = "subscription:create"
+    SUBSCRIPTION_UPDATE = "subscription:update"
     SUBSCRIPTION_DELETE = "subscription:delete"
     PAYLOAD_VIEW = "payload:view"
     LOG_REPLAY = "log:replay"

@@ -123,6 +123,18 @@ def _pending(
     }
 
 
+def resume(session: Session, destination_id: str, *, now: datetime) -> None:
+    """Make a destination's pending deliveries due now (it was switched back on): they do not sit out the rest of
+    a retry interval they got while it was off."""
+    table = TABLES["deliveries"]
+    session.execute(
+        sa.update(table)
+        .where(table.c.destination_id == destination_id, table.c.status == PENDING, table.c.next_attempt_at > now)
+        .values(next_attempt_at=now)
+    )
+    announce(session)
+
+
 def announce(session: Session) -> None:
     """Tell the workers of every node that deliveries are waiting (PostgreSQL NOTIFY, sent only on commit)."""
     if session.get_bind().dialect.name == "postgresql":

@@ -14,6 +14,7 @@ import re
 import secrets
 import ssl
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,7 +28,7 @@ from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
 from healthway.domain.routing import DestinationKind
 from healthway.errors import InvalidRequest
-from healthway.services import audit, authz
+from healthway.services import audit, authz, deliveries
 from healthway.storage.models import Destination, Environment
 
 SECRET_FIELDS = frozenset({"signing_secret", "password", "private_key", "verification_token", "client_secret"})
@@ -256,6 +257,26 @@ def delete(session: Session, *, actor: Actor, destination: Destination, environm
         subject_type="destination",
         subject_id=destination.id,
         summary={"name": destination.name, "kind": destination.kind},
+    )
+
+
+def set_enabled(
+    session: Session, *, actor: Actor, destination: Destination, environment: Environment, enabled: bool, now: datetime
+) -> None:
+    """A disabled destination gets no new deliveries and its queued ones wait (retried on the usual schedule);
+    switching it back on makes them due at once. The caller wakes the workers after the commit."""
+    authz.require_env(session, actor, Permission.DESTINATIONS_WRITE, environment)
+    destination.enabled = enabled
+    if enabled:
+        deliveries.resume(session, destination.id, now=now)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.DESTINATION_UPDATE,
+        organization_id=environment.organization_id,
+        subject_type="destination",
+        subject_id=destination.id,
+        summary={"enabled": enabled},
     )
 
 

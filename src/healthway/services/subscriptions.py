@@ -117,6 +117,23 @@ def delete(session: Session, *, actor: Actor, subscription: Subscription, enviro
     )
 
 
+def set_enabled(
+    session: Session, *, actor: Actor, subscription: Subscription, environment: Environment, enabled: bool
+) -> None:
+    """A disabled subscription routes no new logs; deliveries already queued for it are still sent."""
+    authz.require_env(session, actor, Permission.SUBSCRIPTIONS_WRITE, environment)
+    subscription.enabled = enabled
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.SUBSCRIPTION_UPDATE,
+        organization_id=environment.organization_id,
+        subject_type="subscription",
+        subject_id=subscription.id,
+        summary={"enabled": enabled},
+    )
+
+
 def view(subscription: Subscription, environment: Environment) -> dict[str, Any]:
     return {
         "id": subscription.id,

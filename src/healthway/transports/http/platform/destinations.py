@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from healthway.domain.actors import Actor
 from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
-from healthway.services import authz, destinations
+from healthway.services import authz, deliveries, destinations
 from healthway.storage.models import Destination, Environment
 from healthway.transports.http.platform.deps import (
     ActorDep,
@@ -27,7 +27,8 @@ router = APIRouter(tags=["destinations"])
 
 
 class DestinationCreate(BaseModel):
-    """Kind-specific fields: webhook ``url`` [``verification_token``]; mllp ``host``, ``port`` [``tls``];
+    """Kind-specific fields: webhook ``url`` [``verification_token``]; mllp ``host``, ``port`` [``tls``
+    [``ca_file``, ``cert_file`` + ``key_file``: paths on the Healthway server]];
     sftp ``host``, ``port``, ``username``, ``password`` or ``private_key``, [``path``, ``host_key_sha256``];
     fhir ``url`` [``token_url``, ``client_id``, ``client_secret`` [``token_auth_method``] or ``private_key``
     (PEM) [``alg``, ``kid``], ``scope``]."""
@@ -40,6 +41,9 @@ class DestinationCreate(BaseModel):
     host: str | None = None
     port: int | None = None
     tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
     username: str | None = None
     password: str | None = None
     private_key: str | None = None
@@ -97,6 +101,23 @@ def get_destination(destination_id: str, hw: HealthwayDep, actor: ActorDep) -> d
     with hw.db.session() as session:
         destination, env = _visible(session, actor, destination_id, Permission.DESTINATIONS_READ)
         return destinations.view(destination, env)
+
+
+class Switch(BaseModel):
+    enabled: bool
+
+
+@router.patch("/destinations/{destination_id}")
+def update_destination(destination_id: str, body: Switch, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
+    """``{"enabled": false}`` pauses a destination (its deliveries wait); ``true`` resumes it at once."""
+    with hw.db.session() as session:
+        destination, env = _visible(session, actor, destination_id, Permission.DESTINATIONS_WRITE)
+        destinations.set_enabled(
+            session, actor=actor, destination=destination, environment=env, enabled=body.enabled, now=hw.clock()
+        )
+        result = destinations.view(destination, env)
+    deliveries.notify(hw.listeners)
+    return result
 
 
 @router.delete("/destinations/{destination_id}", status_code=204)

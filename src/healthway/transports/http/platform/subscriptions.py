@@ -6,11 +6,13 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
+from healthway.domain.actors import Actor
 from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
 from healthway.services import authz, destinations, sources, subscriptions
-from healthway.storage.models import Subscription
+from healthway.storage.models import Environment, Subscription
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
@@ -83,11 +85,33 @@ def create_subscription(body: SubscriptionCreate, hw: HealthwayDep, actor: Actor
         return subscriptions.view(subscription, env)
 
 
+class SubscriptionUpdate(BaseModel):
+    enabled: bool
+
+
+@router.patch("/subscriptions/{subscription_id}")
+def update_subscription(
+    subscription_id: str, body: SubscriptionUpdate, hw: HealthwayDep, actor: ActorDep
+) -> dict[str, Any]:
+    """``{"enabled": false}``: new logs are no longer routed to it (queued deliveries are still sent)."""
+    with hw.db.session() as session:
+        subscription, env = _writable(session, actor, subscription_id)
+        subscriptions.set_enabled(
+            session, actor=actor, subscription=subscription, environment=env, enabled=body.enabled
+        )
+        return subscriptions.view(subscription, env)
+
+
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
 def delete_subscription(subscription_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
     with hw.db.session() as session:
-        found = subscriptions.find(session, subscription_id)
-        if found is None:
-            raise NotFound("subscription not found")
-        authz.require_env(session, actor, Permission.SUBSCRIPTIONS_WRITE, found[1])
-        subscriptions.delete(session, actor=actor, subscription=found[0], environment=found[1])
+        subscription, env = _writable(session, actor, subscription_id)
+        subscriptions.delete(session, actor=actor, subscription=subscription, environment=env)
+
+
+def _writable(session: Session, actor: Actor, subscription_id: str) -> tuple[Subscription, Environment]:
+    found = subscriptions.find(session, subscription_id)
+    if found is None:
+        raise NotFound("subscription not found")
+    authz.require_env(session, actor, Permission.SUBSCRIPTIONS_WRITE, found[1])
+    return found
