@@ -188,3 +188,13 @@ def test_cli_switches_a_subscription_off_and_on(cli: Cli) -> None:
     assert json.loads(cli.run("subscription", "set", subscription_id, "--enabled", "--json").stdout)["enabled"]
     missing = cli.run("subscription", "set", "nope", "--enabled", check=False)
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+def test_cli_pauses_and_resumes_a_destination(cli: Cli) -> None:
+    destination = setup(cli, "http://127.0.0.1:9/hook")["destination"]
+    destination_id = destination["id"]
+    paused = json.loads(cli.run("destination", "set", destination_id, "--disabled", "--json").stdout)
+    assert paused["enabled"] is False and destination["signing_secret"] not in json.dumps(paused)
+    assert json.loads(cli.run("destination", "set", destination_id, "--enabled", "--json").stdout)["enabled"]
+    missing = cli.run("destination", "set", "nope", "--disabled", check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr

@@ -12,7 +12,9 @@ from prometheus_client import CollectorRegistry
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Message, Senders, Target
 from healthway.delivery.worker import DeliveryWorker, WorkerOptions
+from healthway.domain.actors import CLI
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.services import destinations
 from healthway.services.deliveries import Policy
 from healthway.storage import queue
 from healthway.storage.db import Database
@@ -270,3 +272,27 @@ def _lane(session: sa.orm.Session) -> tuple[str, list[str]]:
     rows = session.execute(sa.select(Delivery.subscription_id, Delivery.id).order_by(Delivery.sequence)).all()
     assert rows and rows[0][0] is not None
     return rows[0][0], [row[1] for row in rows]
+
+
+def test_a_paused_destination_holds_its_deliveries_and_resuming_sends_them_at_once(
+    db: Database, worker: DeliveryWorker, sender: RecordingSender, clock: FakeClock
+) -> None:
+    source, [destination_id] = setup(db, "fifo")
+    [log_id] = send_logs(db, source, clock, 1)
+
+    def switch(enabled: bool) -> None:
+        with db.session() as session:
+            destination, environment = destinations.find(session, destination_id) or (None, None)
+            assert destination is not None and environment is not None
+            destinations.set_enabled(
+                session, actor=CLI, destination=destination, environment=environment, enabled=enabled, now=clock()
+            )
+
+    switch(False)
+    run(worker)
+    assert sender.sent == [] and [a.detail for a in attempts_of(db, log_id)] == ["the destination is disabled"] * 2
+    clock.advance(5)  # the next retry would be 5 s away
+    switch(True)
+    run(worker)
+    assert sender.payloads() == [b"message 0"]
+    assert status_of(db, log_id) == ("delivered", ["delivered"])

@@ -10,6 +10,7 @@ import typer
 from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
 from healthway.domain.actors import CLI
 from healthway.services import destinations, organizations
+from healthway.storage.models import utcnow
 
 destination_app = typer.Typer(help="Destinations (where data goes).", no_args_is_help=True)
 app.add_typer(destination_app, name="destination")
@@ -119,3 +120,22 @@ def destination_list(
         views = [destinations.view(d, environment) for d in rows]
     lines = [f"{v['id']}  {v['kind']:<7} {v['name']}" for v in views]
     emit({"destinations": views}, as_json=as_json, text="\n".join(lines) or "no destinations")
+
+
+@destination_app.command("set")
+def destination_set(
+    destination_id: Annotated[str, typer.Argument(help="Destination ID")],
+    enabled: Annotated[bool, typer.Option("--enabled/--disabled", help="Resume (queued deliveries at once) or pause")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Pause a destination (its deliveries wait) or resume it. A running server sees the change within a second."""
+    with database_session() as session:
+        found = destinations.find(session, destination_id)
+        if found is None:
+            fail(f"destination {destination_id[:64]!r} not found")
+        destination, environment = found
+        destinations.set_enabled(
+            session, actor=CLI, destination=destination, environment=environment, enabled=enabled, now=utcnow()
+        )
+        result = destinations.view(destination, environment)
+    emit(result, as_json=as_json, text=f"Destination {destination_id} is {'enabled' if enabled else 'paused'}")
