@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 import httpx
 
 from bench.common import Instance, free_port, healthway, python_server
@@ -70,28 +71,33 @@ def setup(hw: Instance, receiver: Receiver, subscriptions: int) -> dict[str, str
     return {"Authorization": f"Bearer {auth.json()['accessToken']}", "Content-Type": "application/json"}
 
 
-async def send(client: httpx.AsyncClient, sent: dict[str, float]) -> None:
+def client(base_url: str, headers: dict[str, str] | None = None) -> aiohttp.ClientSession:
+    """The load generator's HTTP client: aiohttp, which leaves more of the machine's CPU to the server than httpx."""
+    return aiohttp.ClientSession(base_url, headers=headers, timeout=aiohttp.ClientTimeout(total=30))
+
+
+async def send(session: aiohttp.ClientSession, sent: dict[str, float]) -> None:
     """One SEND; ``sent`` gets its log ID and when the request started (so a receipt is never "before" it, however
     late the load generator reads the 202)."""
     started = time.perf_counter()
-    response = await client.post("/endpoint", content=BODY)
-    assert response.status_code == 202, response.text
-    sent[response.json()["Meta"]["Logs"][0]["ID"]] = started
+    async with session.post("/endpoint", data=BODY) as response:
+        answer = await response.json()
+    assert response.status == 202, answer
+    sent[answer["Meta"]["Logs"][0]["ID"]] = started
 
 
 async def throughput(hw: Instance, headers: dict[str, str], receiver: Receiver, subscriptions: int) -> float:
     """Deliveries per second, from the first SEND until the last receipt.
 
-    CONNECTIONS senders, each with its own client: one shared httpx pool spends more time choosing a connection
-    than sending once dozens are queued on it.
+    CONNECTIONS senders, each with its own connection, sending one message after another.
     """
     sent: dict[str, float] = {}
     started = time.perf_counter()
 
     async def sender(count: int) -> None:
-        async with httpx.AsyncClient(base_url=hw.base_url, headers=headers, timeout=30) as client:
+        async with client(hw.base_url, headers) as session:
             for _ in range(count):
-                await send(client, sent)
+                await send(session, sent)
 
     share, rest = divmod(MESSAGES, CONNECTIONS)
     await asyncio.gather(*(sender(share + (n < rest)) for n in range(CONNECTIONS)))
@@ -107,11 +113,11 @@ async def steady(hw: Instance, headers: dict[str, str], receiver: Receiver, rate
     steady ``rate`` messages/s, the rate the load generator kept up, and how many arrived."""
     sent: dict[str, float] = {}
     receiver.reset()
-    async with httpx.AsyncClient(base_url=hw.base_url, headers=headers, timeout=30) as client:
+    async with client(hw.base_url, headers) as session:
         tasks, start = [], time.perf_counter()
         for n in range(rate * STEADY_SECONDS):
             await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
-            tasks.append(asyncio.create_task(send(client, sent)))
+            tasks.append(asyncio.create_task(send(session, sent)))
         kept = len(tasks) / (time.perf_counter() - start)
         await asyncio.gather(*tasks)
     deadline = time.perf_counter() + 30
@@ -127,10 +133,10 @@ async def reference(receiver: Receiver) -> float:
     started = time.perf_counter()
 
     async def sender(count: int) -> None:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{receiver.port}") as client:
+        async with client(f"http://127.0.0.1:{receiver.port}") as session:
             for _ in range(count):
-                response = await client.post("/hook", content=BODY, headers={"content-type": "application/json"})
-                assert response.status_code == 200
+                async with session.post("/hook", data=BODY, headers={"content-type": "application/json"}) as answer:
+                    assert answer.status == 200
 
     await asyncio.gather(*(sender(MESSAGES // CONNECTIONS) for _ in range(CONNECTIONS)))
     return MESSAGES // CONNECTIONS * CONNECTIONS / (time.perf_counter() - started)
