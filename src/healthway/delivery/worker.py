@@ -2,11 +2,13 @@
 
 Loop: claim due lanes (storage.queue) up to ``max_lanes`` in flight, process each lane in its own task, then wait
 for a wake-up — intake (``wake``), PostgreSQL NOTIFY from any node, a lane finishing — or the next retry time,
-or the poll interval, whichever comes first.
+or the poll interval, whichever comes first. Looking for due lanes is a read; only a find takes the write lock.
 
 A lane's deliveries are sent one after another, in order; a FIFO lane stops at its first retryable failure (the
-rest wait behind it). Results are recorded in one transaction per lane. A crash between a send and that commit
-means the message is sent again after restart: at-least-once, and still in order.
+rest wait behind it). Results are recorded in one transaction per batch, and a FIFO lane that got through its
+batch claims its next one in that same transaction, so a busy lane never waits for a scan of the whole queue.
+A crash between a send and that commit means the message is sent again after restart: at-least-once, and still
+in order.
 """
 
 from __future__ import annotations
