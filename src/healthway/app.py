@@ -12,9 +12,11 @@ from typing import Protocol
 
 from limits import RateLimitItem
 from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session
 
 from healthway.delivery.requests import Forwarder
-from healthway.delivery.worker import build_worker
+from healthway.delivery.worker import DeliveryWorker, build_worker
+from healthway.services import deliveries
 from healthway.services.group_commit import GroupCommitter
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_limit
@@ -67,6 +69,17 @@ class Healthway:
     listeners: list[Listener] = field(default_factory=list)
 
 
+def _waking(worker: DeliveryWorker) -> Callable[[Session], None]:
+    """After an intake batch commits: new deliveries are due at once, so no polling delay (and a batch that queued
+    none leaves the worker asleep)."""
+
+    def on_commit(session: Session) -> None:
+        if deliveries.queued(session):
+            worker.wake()
+
+    return on_commit
+
+
 def build(
     settings: Settings,
     *,
@@ -79,7 +92,7 @@ def build(
     rate_limiter = RateLimiter(settings.redis_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
     worker = build_worker(db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age)
-    committer = GroupCommitter(db, on_commit=worker.wake)  # new deliveries are due at once: no polling delay
+    committer = GroupCommitter(db, on_commit=_waking(worker))
     forwarder = Forwarder(timeout=settings.request_timeout)
     return Healthway(
         settings=settings,

@@ -23,6 +23,7 @@ from healthway.storage.models import Attempt, Delivery, Destination, Log, Subscr
 
 PG_CHANNEL = "healthway_deliveries"  # LISTEN/NOTIFY channel that wakes the workers of every node
 PENDING, DELIVERED, FAILED, FILTERED = "pending", "delivered", "failed", "filtered"
+_QUEUED = "healthway.queued"  # session.info key: this transaction queued deliveries
 TABLES = Delivery.metadata.tables  # Core tables: these statements need no unit-of-work bookkeeping
 _FINAL_STATUS = {Outcome.DELIVERED: DELIVERED, Outcome.REJECTED: FAILED, Outcome.FILTERED: FILTERED}
 
@@ -135,8 +136,15 @@ def resume(session: Session, destination_id: str, *, now: datetime) -> None:
     announce(session)
 
 
+def queued(session: Session) -> bool:
+    """Whether this (committed) session queued deliveries."""
+    return bool(session.info.get(_QUEUED))
+
+
 def announce(session: Session) -> None:
-    """Tell the workers of every node that deliveries are waiting (PostgreSQL NOTIFY, sent only on commit)."""
+    """Tell the workers of every node that deliveries are waiting (PostgreSQL NOTIFY, sent only on commit); this
+    node's own workers are woken after the commit when ``queued(session)`` says so."""
+    session.info[_QUEUED] = True
     if session.get_bind().dialect.name == "postgresql":
         session.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, "")))
 

@@ -29,9 +29,9 @@ class GroupCommitter:
 
     name = "group_commit"
 
-    def __init__(self, db: Database, *, on_commit: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, db: Database, *, on_commit: Callable[[Session], None] = lambda _session: None) -> None:
         self._db = db
-        self._on_commit = on_commit  # e.g. wake the delivery workers: new deliveries are due
+        self._on_commit = on_commit  # called with each batch's session once it is committed (e.g. wake the workers)
         self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -66,32 +66,38 @@ class GroupCommitter:
             self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
-                outcomes = await asyncio.to_thread(self._commit, [work for work, _ in batch])
-                self._on_commit()
+                outcomes, session = await asyncio.to_thread(self._commit, [work for work, _ in batch])
+                if session is not None:
+                    self._on_commit(session)
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                     if not future.done():
                         future.set_result(value) if ok else future.set_exception(value)
             if self._stopping and not self._pending:
                 return
 
-    def _commit(self, works: list[Work]) -> list[tuple[bool, Any]]:
-        """Fast path: the whole batch in one transaction. Should any unit fail, roll back and run the batch
+    def _commit(self, works: list[Work]) -> tuple[list[tuple[bool, Any]], Session | None]:
+        """(each unit's outcome, the committed session or None when nothing was).
+
+        Fast path: the whole batch in one transaction. Should any unit fail, roll back and run the batch
         again with a savepoint per unit, so only the failing unit is refused (units are safe to re-run: they
         only read and write through the session)."""
         try:
             with self._db.session() as session:
-                return [(True, work(session)) for work in works]
+                outcomes = [(True, work(session)) for work in works]
         except HealthwayError:
             pass
         except Exception:
             log.exception("group commit failed; retrying unit by unit", batch=len(works))
+        else:
+            return outcomes, session
         try:
             with self._db.session() as session:
-                return [self._one(session, work) for work in works]
+                outcomes = [self._one(session, work) for work in works]
         except Exception as exc:  # the commit itself failed: nothing of this batch is stored
             log.exception("group commit failed", error=type(exc).__name__, batch=len(works))
             failure = StorageUnavailable("the message could not be stored; retry later")
-            return [(False, failure)] * len(works)
+            return [(False, failure)] * len(works), None
+        return outcomes, session
 
     @staticmethod
     def _one(session: Session, work: Work) -> tuple[bool, Any]:

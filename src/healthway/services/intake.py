@@ -20,6 +20,7 @@ from healthway.services import deliveries
 from healthway.storage.models import Log
 
 DEDUP_WINDOW = timedelta(hours=24)
+LOGS = Log.metadata.tables["logs"]
 MAX_IDEMPOTENCY_KEY = 255
 
 
@@ -102,9 +103,10 @@ def store(session: Session, submission: Submission) -> Receipt:
         meta={"request": submission.meta, "response": submission.response, "_attempt_id": str(uuid.uuid4())},
         payload=submission.payload,
         received_at=submission.received_at,
+        status="received",
     )
-    session.add(log)
-    session.flush()
+    # A Core insert: the log is never changed in this transaction, so the unit of work has nothing to track.
+    session.execute(sa.insert(LOGS), {column.key: getattr(log, column.key) for column in LOGS.columns})
     if submission.routed:
         deliveries.route(session, log=log, destination_ids=submission.destination_ids)
     return _receipt(log, duplicate=False)
