@@ -108,6 +108,27 @@ def test_webhook_non_2xx_and_timeouts_are_retried(httpserver: HTTPServer) -> Non
     assert gone.outcome is Outcome.RETRY and "cannot connect" in gone.detail
 
 
+def test_webhook_follows_no_redirect_and_survives_a_huge_answer(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/moved").respond_with_data("", status=302, headers={"Location": "/elsewhere"})
+    httpserver.expect_request("/big").respond_with_data(b"x" * (5 * 2**20), status=200)
+
+    async def go() -> list[Any]:
+        sender = WebhookSender()
+        try:
+            moved = await sender.send(Target("d", "webhook", {"url": httpserver.url_for("/moved")}), JSON_MESSAGE)
+            big = await sender.send(Target("d", "webhook", {"url": httpserver.url_for("/big")}), JSON_MESSAGE)
+            again = await sender.send(Target("d", "webhook", {"url": httpserver.url_for("/big")}), JSON_MESSAGE)
+            return [moved, big, again]
+        finally:
+            await sender.aclose()
+
+    moved, big, again = asyncio.run(go())
+    assert (moved.outcome, moved.response_code) == (Outcome.RETRY, "302")  # PHI never follows a redirect
+    paths = [request.path for request, _ in httpserver.log]  # (the server is shared: earlier tests' requests too)
+    assert paths[-3:] == ["/moved", "/big", "/big"] and "/elsewhere" not in paths
+    assert big.outcome is Outcome.DELIVERED and again.outcome is Outcome.DELIVERED
+
+
 # -- MLLP ------------------------------------------------------------------------------------------------------
 
 

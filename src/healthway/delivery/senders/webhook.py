@@ -65,6 +65,7 @@ class WebhookSender:
                 timeout=self._timeout,
                 cookie_jar=aiohttp.DummyCookieJar(),  # a destination's cookies must not reach another destination
                 headers={"user-agent": USER_AGENT},
+                trust_env=True,  # HTTPS_PROXY / NO_PROXY apply, as they do to the httpx clients
             )
         return self._session
 
