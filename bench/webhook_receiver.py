@@ -31,6 +31,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             path = lines[0].split(" ")[1]
             if path == "/stats":
                 writer.write(answer(json.dumps({"count": received[0], "arrivals": arrivals}).encode()))
+            elif path == "/ready":
+                writer.write(answer(b""))
             elif path == "/reset":
                 arrivals.clear()
                 received[0] = 0
