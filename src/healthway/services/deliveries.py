@@ -109,8 +109,9 @@ def route(session: Session, *, log: Log, destination_ids: list[str] | None) -> i
 
 
 def _pending(
-    log: Log, subscription_id: str | None, destination_id: str, sequence: int, now: datetime
+    log: Log, subscription_id: str | None, destination_id: str | None, sequence: int, now: datetime
 ) -> dict[str, Any]:
+    """The row of a new pending delivery, due at ``now``."""
     return {
         "id": new_id(),
         "log_id": log.id,
@@ -156,15 +157,8 @@ def new_delivery(
     sequence = (
         _take_sequences(session, [subscription.id])[subscription.id] if subscription and _is_fifo(subscription) else 0
     )
-    delivery = Delivery(
-        log_id=log.id,
-        subscription_id=subscription.id if subscription else None,
-        destination_id=subscription.destination_id if subscription else destination_id,
-        sequence=sequence,
-        status=PENDING,
-        next_attempt_at=now,
-        created_at=now,
-    )
+    target = subscription.destination_id if subscription else destination_id
+    delivery = Delivery(**_pending(log, subscription.id if subscription else None, target, sequence, now))
     session.add(delivery)
     return delivery
 
