@@ -5,12 +5,13 @@ Built once in the entry point and passed down; nothing here is read at import ti
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 2**20
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -24,8 +25,17 @@ def parse_duration(value: object) -> object:
     return value
 
 
+def parse_networks(value: object) -> object:
+    """A comma- or space-separated list of CIDRs (``10.0.0.0/8, 192.168.0.0/16``); an address alone is a /32 (/128)."""
+    if isinstance(value, str):
+        return tuple(ipaddress.ip_network(part, strict=False) for part in re.split(r"[\s,]+", value) if part)
+    return value
+
+
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Networks = Annotated[tuple[Network, ...], NoDecode, BeforeValidator(parse_networks)]
 
 
 class Settings(BaseSettings):
@@ -49,6 +59,11 @@ class Settings(BaseSettings):
     delivery_max_age: Seconds = 24 * 3600.0
     redis_url: str | None = None
     allow_private_jwks_urls: bool = False
+    allow_loopback_destinations: bool = False  # loopback and link-local destinations and token URLs
+    allow_http_destinations: bool = False  # plain http:// webhook, FHIR and token URLs
+    destination_deny_networks: Networks = ()  # no destination may reach these
+    trusted_proxies: Networks = ()  # peers whose X-Forwarded-For / Forwarded headers are believed
+    metrics_address: str | None = None  # host:port serving /metrics instead of the public port
     rate_limit_per_address: str = "10000/5 minutes"
     rate_limit_per_source: str = "10000/5 minutes"
     log_level: str = "info"
