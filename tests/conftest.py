@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -55,12 +56,23 @@ def _truncate(db: Database) -> None:
         conn.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
 
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, made once per session and copied per test (Alembic per test costs more)."""
+    path = tmp_path_factory.mktemp("template") / "healthway.db"
+    database = Database(f"sqlite:///{path}")
+    database.migrate()
+    database.dispose()  # the last connection to close checkpoints the WAL into the file
+    return path
+
+
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     """A migrated, empty database, once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'healthway.db'}")
-        database.migrate()
+        path = tmp_path / "healthway.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        database = Database(f"sqlite:///{path}")
         yield database
         database.dispose()
     else:
