@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
 import socket
 from collections.abc import Generator
@@ -29,8 +30,11 @@ def bind(host: str, port: int, what: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        reason = "already in use" if exc.errno == 98 else exc.strerror
-        raise ConfigurationError(f"cannot listen for {what} on {host}:{port}: {reason}") from None
+        reason = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        setting = f"HEALTHWAY_{what.upper()}_PORT"
+        raise ConfigurationError(
+            f"cannot listen for {what} on {host}:{port}: {reason} (set {setting} to another port)"
+        ) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -6,11 +6,12 @@ Built once in the entry point and passed down; nothing here is read at import ti
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 2**20
@@ -32,6 +33,19 @@ def parse_networks(value: object) -> object:
     return value
 
 
+def default_data_dir() -> Path:
+    """The user's data directory (``$XDG_DATA_HOME/healthway``, else ``~/.local/share/healthway``): the same from
+    any working directory, so that every command finds the installation that ``init`` made."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "healthway"
+
+
+def _url_host(host: str) -> str:
+    """How clients reach ``host``: a wildcard bind is reached on loopback here; IPv6 needs brackets in a URL."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 (naming the wildcard, not binding it)
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -43,9 +57,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HEALTHWAY_", env_file=".env", frozen=True, extra="ignore")
 
-    data_dir: Path = Path("./healthway-data")
+    data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None  # default: sqlite:///<data dir>/healthway.db
-    public_url: str = "http://127.0.0.1:8080"
+    public_url: str = ""  # default: derived from the scheme, host and HTTP port (see _derive_public_url)
     host: str = "127.0.0.1"
     http_port: Port = 8080
     mllp_port: Port = 2575
@@ -67,6 +81,15 @@ class Settings(BaseSettings):
     rate_limit_per_address: str = "10000/5 minutes"
     rate_limit_per_source: str = "10000/5 minutes"
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _derive_public_url(self) -> Settings:
+        """Unset, the public URL is where this server listens, so that a changed port changes the URL that
+        discovery advertises and that client assertions must name."""
+        if not self.public_url:
+            scheme = "https" if self.tls_cert and self.tls_key else "http"
+            object.__setattr__(self, "public_url", f"{scheme}://{_url_host(self.host)}:{self.http_port}")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

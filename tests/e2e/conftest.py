@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
 import socket
@@ -14,6 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
+
+from healthway.cli import load_commands
+from healthway.errors import HealthwayError
 
 HEALTHWAY = str(Path(sys.executable).parent / "healthway")
 
@@ -42,6 +48,28 @@ class Cli:
         if check and result.returncode != 0:
             pytest.fail(f"healthway {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
+
+    def invoke(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
+        """``run`` in this process through typer's runner: the same command, error lines and exit codes, without
+        the second or so a new interpreter takes. Subprocess tests stay for what needs a process of its own."""
+        wanted = {**self.env, **env}
+        unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("HEALTHWAY_") and k not in wanted}
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        try:
+            with contextlib.chdir(self.cwd):
+                result = CliRunner().invoke(load_commands(), list(args), env={**wanted, **unset})
+        finally:  # the command configured logging onto the runner's captured stderr: give the test's back
+            root.handlers[:], root.level = handlers, level
+        stderr, code = result.stderr, result.exit_code
+        if isinstance(result.exception, HealthwayError):  # as healthway.cli.main reports it
+            stderr, code = f"{stderr}error: {result.exception.message}\n", 1
+        elif result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        completed = subprocess.CompletedProcess(["healthway", *args], code, result.stdout, stderr)
+        if check and code != 0:
+            pytest.fail(f"healthway {' '.join(args)} failed ({code}):\n{stderr}")
+        return completed
 
 
 @pytest.fixture

@@ -35,8 +35,8 @@ def test_serve_refuses_a_busy_port_without_migrating(cli: Cli) -> None:
         port = busy.getsockname()[1]
         result = cli.run("serve", check=False, HEALTHWAY_HTTP_PORT=str(port))
     assert result.returncode != 0
-    assert (
-        result.stderr.strip().splitlines()[-1] == f"error: cannot listen for HTTP on 127.0.0.1:{port}: already in use"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot listen for HTTP on 127.0.0.1:{port}: already in use (set HEALTHWAY_HTTP_PORT to another port)"
     )
     assert "Traceback" not in result.stderr
     with sqlite3.connect(cli.cwd / "data" / "healthway.db") as conn:  # reachable, but nothing migrated

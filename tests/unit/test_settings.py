@@ -10,12 +10,13 @@ from healthway.settings import MIB, Settings
 from healthway.storage.db import parse_url
 
 
-def test_defaults_follow_the_design() -> None:
+def test_defaults_follow_the_design(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     settings = Settings(_env_file=None)
     assert (settings.http_port, settings.mllp_port, settings.sftp_port) == (8080, 2575, 2222)
     assert settings.public_url == "http://127.0.0.1:8080"
     assert settings.token_url == "http://127.0.0.1:8080/v2/auth/token"
-    assert settings.resolved_database_url == f"sqlite:///{Path('healthway-data').resolve() / 'healthway.db'}"
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'healthway' / 'healthway.db'}"
     assert (settings.stream_max_bytes, settings.http_max_bytes) == (30 * MIB, 40 * MIB)
     assert settings.delivery_max_age == 86400
     assert settings.request_timeout == 30
@@ -48,6 +49,40 @@ def test_every_design_variable_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert (s.request_timeout, s.delivery_max_age) == (5, 7200)
     assert s.redis_url == "redis://127.0.0.1/0" and s.allow_private_jwks_urls
     assert (s.rate_limit_per_address, s.rate_limit_per_source) == ("none", "5/second")
+
+
+def test_the_data_dir_does_not_depend_on_the_working_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    seen = set()
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        seen.add(Settings(_env_file=None).resolved_database_url)
+    assert seen == {f"sqlite:///{tmp_path / '.local' / 'share' / 'healthway' / 'healthway.db'}"}
+
+
+@pytest.mark.parametrize(
+    ("env", "public_url"),
+    [
+        ({"HTTP_PORT": "8099"}, "http://127.0.0.1:8099"),
+        ({"HOST": "0.0.0.0", "HTTP_PORT": "9000"}, "http://127.0.0.1:9000"),
+        ({"HOST": "::1"}, "http://[::1]:8080"),
+        (
+            {"HOST": "hw.example.org", "TLS_CERT": "/c.pem", "TLS_KEY": "/k.pem", "HTTP_PORT": "8443"},
+            "https://hw.example.org:8443",
+        ),
+        ({"HTTP_PORT": "8099", "PUBLIC_URL": "https://hw.example.org"}, "https://hw.example.org"),
+    ],
+)
+def test_an_unset_public_url_follows_the_bound_host_and_port(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], public_url: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(f"HEALTHWAY_{key}", value)
+    settings = Settings(_env_file=None)
+    assert settings.public_url == public_url
+    assert settings.token_url == f"{public_url}/v2/auth/token"
 
 
 def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

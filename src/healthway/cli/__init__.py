@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +19,8 @@ from healthway.domain.actors import CLI
 from healthway.errors import ConfigurationError, HealthwayError
 from healthway.services import organizations, tokens, users
 from healthway.settings import Settings
-from healthway.storage.db import Database
+from healthway.storage.db import Database, describe, parse_url, sqlite_file
+from healthway.storage.models import Environment
 
 app = typer.Typer(
     name="healthway",
@@ -37,6 +39,7 @@ app.add_typer(logs_app, name="logs")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 OrgOption = Annotated[str | None, typer.Option("--org", help="Organization ID (default: the only one).")]
+EnvFilter = Annotated[str | None, typer.Option("--env", help="Only this environment (default: all three)")]
 
 
 def load_settings() -> Settings:
@@ -49,17 +52,39 @@ def load_settings() -> Settings:
 
 
 @contextmanager
-def database_session() -> Iterator[Session]:
-    """A migrated database and one unit of work for a CLI command."""
+def database_session(*, create: bool = False) -> Iterator[Session]:
+    """A migrated database and one unit of work for a CLI command. Only ``init`` and ``migrate`` create the
+    database; any other command refuses to run without one rather than start a second, empty installation."""
     settings = load_settings()
     logconfig.configure(settings.log_level if settings.log_level != "info" else "warning")
-    db = Database(settings.resolved_database_url)
+    url = settings.resolved_database_url
+    path = sqlite_file(url)
+    if not create and path is not None and not path.is_file():
+        _no_database(describe(parse_url(url)))
+    db = Database(url)
     try:
+        if not create and not db.has_schema():
+            _no_database(describe(db.url))
         db.migrate()
         with db.session() as session:
             yield session
     finally:
         db.dispose()
+
+
+def _no_database(where: str) -> NoReturn:
+    fail(
+        f"no Healthway installation at {where}. Run `healthway init` to create one, or point at an existing one "
+        "with HEALTHWAY_DATA_DIR (or HEALTHWAY_DATABASE_URL)"
+    )
+
+
+def environments(session: Session, org: str | None, env: str | None) -> list[Environment]:
+    """``--env``, or all three environments of the organization (``--org``, or the only one)."""
+    organization = organizations.resolve(session, org)
+    if env:
+        return [organizations.environment(session, organization.id, env)]
+    return organizations.environments(session, organization.id)
 
 
 def emit(obj: dict[str, Any], *, as_json: bool, text: str) -> None:
@@ -93,7 +118,7 @@ def serve() -> None:
 @app.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
-    with database_session():
+    with database_session(create=True):
         pass
     typer.echo("database is up to date")
 
@@ -112,7 +137,7 @@ def init(
 ) -> None:
     """First run: the organization, its three environments, the admin user and a personal access token."""
     password = _read_secret_file(admin_password_file) if admin_password_file else None
-    with database_session() as session:
+    with database_session(create=True) as session:
         if if_needed and organizations.is_initialized(session):
             typer.echo("already initialized; nothing to do", err=True)
             return
@@ -132,7 +157,24 @@ def init(
     if created.owner_password:
         lines.append(f"  Password: {created.owner_password}   (shown once)")
     lines.append(f"  Token:    {token}   (personal access token, shown once)")
-    emit(result, as_json=as_json, text="\n".join(lines))
+    emit(result, as_json=as_json, text="\n".join([*lines, "", next_steps(url)]))
+
+
+def next_steps(url: str) -> str:
+    """Three commands that take a new installation to its first message, runnable as printed (from any
+    directory, while the server runs)."""
+    healthway, python = shlex.quote(str(Path(sys.argv[0]).resolve())), shlex.quote(sys.executable)
+    return "\n".join(
+        [
+            "Next steps, while the server runs (paste them as they are):",
+            "  1. A source: the system that will send data",
+            f"     {healthway} source create --env development --name 'My EHR'",
+            "  2. An OAuth API key for it; the file holds the private key (shown once), keep it safe",
+            f"     {healthway} key create-oauth --env development --generate --json > healthway-key.json",
+            "  3. Get a token with the key and send a test message (healthway/examples/smart_client.py shows how)",
+            f"     {python} -m healthway.examples.smart_client healthway-key.json --url {shlex.quote(url)}",
+        ]
+    )
 
 
 def _read_secret_file(path: Path) -> str:
@@ -142,8 +184,9 @@ def _read_secret_file(path: Path) -> str:
         fail(f"cannot read {path}: {exc.strerror}")
 
 
-def main() -> None:
-    # Sub-command groups register themselves on import; importing here keeps `healthway.cli` import-light.
+def load_commands() -> typer.Typer:
+    """The app with every sub-command group registered (they register themselves on import; importing them only
+    here keeps ``import healthway.cli`` light)."""
     from healthway.cli import (  # noqa: F401, PLC0415
         accounts,
         audit,
@@ -157,8 +200,12 @@ def main() -> None:
         subscriptions,
     )
 
+    return app
+
+
+def main() -> None:
     try:
-        app()
+        load_commands()()
     except HealthwayError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(1)

@@ -139,3 +139,16 @@ def destination_set(
         )
         result = destinations.view(destination, environment)
     emit(result, as_json=as_json, text=f"Destination {destination_id} is {'enabled' if enabled else 'paused'}")
+
+
+@destination_app.command("delete")
+def destination_delete(
+    destination_id: Annotated[str, typer.Argument(help="Destination ID")], as_json: JsonFlag = False
+) -> None:
+    """Delete a destination with its subscriptions and delivery history (the logs themselves stay)."""
+    with database_session() as session:
+        found = destinations.find(session, destination_id)
+        if found is None:
+            fail(f"destination {destination_id[:64]!r} not found")
+        destinations.delete(session, actor=CLI, destination=found[0], environment=found[1])
+    emit({"id": destination_id, "deleted": True}, as_json=as_json, text=f"Deleted destination {destination_id}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from healthway.cli import JsonFlag, OrgOption, database_session, emit, fail, key_app
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, environments, fail, key_app
 from healthway.domain.actors import CLI
 from healthway.services import oauth_keys, organizations, sources
 from healthway.services.oauth_keys import KeyMaterial
@@ -51,7 +51,12 @@ def create_oauth(
     jwks_file: Annotated[Path | None, typer.Option("--jwks-file", help="A JWK Set of public keys.")] = None,
     jwks_url: Annotated[str | None, typer.Option("--jwks-url", help="Where the JWK Set is published.")] = None,
     alg: Annotated[
-        str | None, typer.Option("--alg", help="RS384 (default), ES384, RS256, ES256, PS384, EdDSA.")
+        str | None,
+        typer.Option(
+            "--alg",
+            help="With --generate: RS384 (default) or ES384. With --jwks-file or --jwks-url: also RS256, ES256, "
+            "PS384 or EdDSA.",
+        ),
     ] = None,
     name: Annotated[str, typer.Option("--name")] = "",
     scope: Annotated[list[str] | None, typer.Option("--scope", help="An allowed scope (repeatable).")] = None,
@@ -59,6 +64,8 @@ def create_oauth(
     as_json: JsonFlag = False,
 ) -> None:
     """An OAuth API key for an environment (or only some of its sources)."""
+    if sum((generate, jwks_file is not None, jwks_url is not None)) != 1:
+        fail("give exactly one of --generate, --jwks-file or --jwks-url")
     jwks = _read_jwks(jwks_file) if jwks_file else None
     material = KeyMaterial(generate=generate, jwks=jwks, jwks_url=jwks_url, alg=alg)
     with database_session() as session:
@@ -73,23 +80,27 @@ def create_oauth(
             allowed_scopes=scope,
         )
         result = oauth_keys.describe_new(created)
-    text = f"Created OAuth key {result['id']} in {result['environment']}\n  client_id: {result['client_id']}"
+    text = (
+        f"Created OAuth key {result['id']} in {result['environment']}\n  client_id: {result['client_id']}\n"
+        f"  kid:       {result['kid']}   (the header of every client assertion names it)\n  alg:       {result['alg']}"
+    )
     if "private_key_pem" in result:
         text += f"\n{result['private_key_pem']}(private key, shown once; Healthway keeps only the public key)"
     emit(result, as_json=as_json, text=text)
 
 
 @key_app.command("list")
-def list_keys(env: EnvOption = None, org: OrgOption = None, as_json: JsonFlag = False) -> None:
+def list_keys(env: EnvFilter = None, org: OrgOption = None, as_json: JsonFlag = False) -> None:
     """OAuth keys, of one environment or of all three."""
     with database_session() as session:
-        organization = organizations.resolve(session, org)
-        envs = [organizations.environment(session, organization.id, env)] if env else None
         views = []
-        for environment in envs or organizations.environments(session, organization.id):
+        for environment in environments(session, org, env):
             for key in session.scalars(oauth_keys.in_environment(environment)):
                 views.append(oauth_keys.describe(key, environment, oauth_keys.source_ids(session, key)))
-    lines = [f"{v['id']}  {v['environment']:<11}  {v['alg']:<6}  {v['client_id']}  {v['name']}" for v in views]
+    lines = [
+        f"{v['id']}  {v['environment']:<11}  {v['alg']:<6}  client_id {v['client_id']}  kid {v['kid']}  {v['name']}"
+        for v in views
+    ]
     emit({"oauth_keys": views}, as_json=as_json, text="\n".join(lines) or "no OAuth keys")
 
 

@@ -1,4 +1,4 @@
-"""``healthway key create-legacy`` and ``healthway key rotate-secret``."""
+"""``healthway key create-legacy``, ``key list-legacy`` and ``key rotate-secret``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from healthway.cli import JsonFlag, database_session, emit, fail, key_app
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, environments, fail, key_app
 from healthway.domain.actors import CLI
 from healthway.services import legacy_keys, sources
 from healthway.storage.models import utcnow
@@ -42,3 +42,21 @@ def rotate_secret(api_key: Annotated[str, typer.Option("--api-key")], as_json: J
         as_json=as_json,
         text=f"api_key: {api_key}\nsecret:  {secret}   (shown once)",
     )
+
+
+@key_app.command("list-legacy")
+def list_legacy(env: EnvFilter = None, org: OrgOption = None, as_json: JsonFlag = False) -> None:
+    """Sources that still hold a legacy key, and when each was last used: when ``last_used_at`` stops moving, the
+    system has switched to OAuth and ``key rotate-secret`` can shut the legacy key off."""
+    with database_session() as session:
+        views = [
+            legacy_keys.view(key, source) | {"environment": environment.name}
+            for environment in environments(session, org, env)
+            for source, key in legacy_keys.legacy_sources(session, actor=CLI, environment=environment)
+        ]
+    lines = [
+        f"{v['api_key']}  {v['environment']:<11}  source {v['source_id']} ({v['source_name']})  "
+        f"last used {v['last_used_at'] or 'never'}"
+        for v in views
+    ]
+    emit({"legacy_keys": views}, as_json=as_json, text="\n".join(lines) or "no legacy keys")

@@ -6,15 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
-from healthway.cli import JsonFlag, OrgOption, database_session, emit, logs_app
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, environments, logs_app
 from healthway.domain.actors import CLI
-from healthway.services import logs, organizations
+from healthway.services import logs
 from healthway.transports.views import log_views
 
 
 @logs_app.command("list")
 def list_logs(
-    env: Annotated[str | None, typer.Option("--env", help="Only this environment")] = None,
+    env: EnvFilter = None,
     status: Annotated[str | None, typer.Option("--status", help="received, delivered or failed")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only this source ID")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 50,
@@ -23,12 +23,7 @@ def list_logs(
 ) -> None:
     """Logs, newest first."""
     with database_session() as session:
-        organization = organizations.resolve(session, org)
-        envs = (
-            [organizations.environment(session, organization.id, env)]
-            if env
-            else organizations.environments(session, organization.id)
-        )
+        envs = environments(session, org, env)
         rows, _ = logs.list_logs(
             session, actor=CLI, environments=envs, filters=logs.LogFilter(source_id=source, status=status), limit=limit
         )
@@ -48,5 +43,38 @@ def show(log_id: Annotated[str, typer.Argument(help="Log ID")], as_json: JsonFla
         log, environment = logs.get(session, actor=CLI, log_id=log_id)
         view: dict[str, Any] = log_views(session, [log], {environment.id: environment})[0]
         view |= logs.payload_fields(logs.read_payload(session, actor=CLI, log=log, environment=environment))
-    text = "\n".join(f"{k}: {v}" for k, v in view.items() if k not in ("deliveries", "payload"))
-    emit(view, as_json=as_json, text=f"{text}\n\n{view['payload']}")
+    emit(view, as_json=as_json, text=render(view))
+
+
+_HEADER = ("environment", "source_id", "transport", "content_type", "data_model", "event_type", "message_type")
+_DETAILS = ("control_id", "received_at", "size", "sha256")
+
+
+def render(view: dict[str, Any]) -> str:
+    """A log for people: what it is, where each delivery stands with every attempt, then the payload. Fields
+    without a value are left out."""
+    lines = [f"Log {view['id']}  {_status(view)}"]
+    lines += [f"  {key + ':':<14}{view[key]}" for key in (*_HEADER, *_DETAILS) if view.get(key) not in (None, "")]
+    lines.append(
+        f"Deliveries ({len(view['deliveries'])}):"
+        if view["deliveries"]
+        else "Deliveries: none (no subscription matched)"
+    )
+    for delivery in view["deliveries"]:
+        waiting = f", next attempt {delivery['next_attempt_at']}" if delivery["status"] == "pending" else ""
+        lines.append(f"  to destination {delivery['destination_id']}: {delivery['status']}{waiting}")
+        lines += [
+            f"    #{a['number']} {a['started_at']}  {a['outcome']}" + (f"  {a['detail']}" if a.get("detail") else "")
+            for a in delivery["attempts"]
+        ]
+    encoding = " (base64)" if view.get("payload_encoding") else ""
+    return "\n".join([*lines, f"Payload{encoding}:", view["payload"]])
+
+
+def _status(view: dict[str, Any]) -> str:
+    """The stored status, spelled out while deliveries are still pending (a failing one is retrying)."""
+    pending = [d for d in view["deliveries"] if d["status"] == "pending"]
+    if view["status"] != "received" or not pending:
+        return f"status: {view['status']}"
+    retrying = sum(1 for d in pending if d["attempts"])
+    return f"status: received ({len(pending)} delivery(ies) pending, {retrying} of them retrying after failed attempts)"

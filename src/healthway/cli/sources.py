@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from healthway.cli import JsonFlag, OrgOption, app, database_session, emit
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, app, database_session, emit, environments
 from healthway.domain.actors import CLI
 from healthway.services import organizations, sources
 from healthway.transports.views import source_view
@@ -28,3 +28,16 @@ def source_create(
         source = sources.create(session, actor=CLI, environment=environment, name=name)
         result = source_view(source, environment)
     emit(result, as_json=as_json, text=f"Created source {source.name!r} ({source.id}) in {environment.name}")
+
+
+@source_app.command("list")
+def source_list(env: EnvFilter = None, org: OrgOption = None, as_json: JsonFlag = False) -> None:
+    """Sources, of one environment or of all three."""
+    with database_session() as session:
+        views = [
+            source_view(source, environment)
+            for environment in environments(session, org, env)
+            for source in session.scalars(sources.in_environment(environment).order_by("created_at"))
+        ]
+    lines = [f"{v['id']}  {v['environment']:<11}  {v['name']}" for v in views]
+    emit({"sources": views}, as_json=as_json, text="\n".join(lines) or "no sources")

@@ -83,3 +83,16 @@ def subscription_set(
         )
         result = subscriptions.view(subscription, environment)
     emit(result, as_json=as_json, text=f"Subscription {subscription_id} is {'enabled' if enabled else 'disabled'}")
+
+
+@subscription_app.command("delete")
+def subscription_delete(
+    subscription_id: Annotated[str, typer.Argument(help="Subscription ID")], as_json: JsonFlag = False
+) -> None:
+    """Delete a subscription: new logs are no longer routed through it; queued deliveries are still sent."""
+    with database_session() as session:
+        found = subscriptions.find(session, subscription_id)
+        if found is None:
+            raise NotFound(f"subscription {subscription_id[:64]!r} not found")
+        subscriptions.delete(session, actor=CLI, subscription=found[0], environment=found[1])
+    emit({"id": subscription_id, "deleted": True}, as_json=as_json, text=f"Deleted subscription {subscription_id}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -114,6 +115,18 @@ def legacy_sources(session: Session, *, actor: Actor, environment: Environment) 
         .order_by(Source.created_at)
     )
     return [(source, key) for source, key in rows]
+
+
+def view(key: LegacyKey, source: Source) -> dict[str, Any]:
+    """The wire shape of a legacy key (never its secret): the CLI's ``--json`` and the Platform API."""
+    return {
+        "api_key": key.api_key,
+        "source_id": source.id,
+        "source_name": source.name,
+        "created_at": key.created_at.isoformat(),
+        "secret_rotated_at": key.secret_rotated_at.isoformat() if key.secret_rotated_at else None,
+        "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+    }
 
 
 def _issue(session: Session, key: LegacyKey, *, family_id: str, refresh_expires: datetime, now: datetime) -> TokenPair:

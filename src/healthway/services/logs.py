@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
-from healthway.errors import NotFound, PermissionDenied
+from healthway.errors import InvalidRequest, NotFound, PermissionDenied
 from healthway.services import audit, authz
 from healthway.storage.models import Environment, Log
 from healthway.storage.pagination import page
 
 STATUSES = ("received", "delivered", "failed")
+TRANSPORTS = ("http", "mllp", "sftp")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,12 @@ class LogFilter:
     since: datetime | None = None
     until: datetime | None = None
     control_id: str | None = None  # free text, matched anywhere in the control id
+
+    def __post_init__(self) -> None:
+        """An unknown status or transport is a mistake to point out, not a filter that quietly matches nothing."""
+        for name, value, allowed in (("status", self.status, STATUSES), ("transport", self.transport, TRANSPORTS)):
+            if value is not None and value not in allowed:
+                raise InvalidRequest(f"{name} must be one of: {', '.join(allowed)}")
 
     def apply(self, query: sa.Select[Log]) -> sa.Select[Log]:
         exact = {

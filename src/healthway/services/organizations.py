@@ -27,6 +27,11 @@ def get(session: Session, organization_id: str) -> Organization | None:
     return session.get(Organization, organization_id)
 
 
+def all_organizations(session: Session) -> list[Organization]:
+    """Every organization, oldest first: the operator's view (the CLI acts for the installation)."""
+    return list(session.scalars(sa.select(Organization).order_by(Organization.created_at)))
+
+
 def resolve(session: Session, organization_id: str | None) -> Organization:
     """The given organization, or the only one when none is given (the common single-tenant case)."""
     if organization_id:

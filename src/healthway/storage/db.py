@@ -39,6 +39,12 @@ def parse_url(raw: str) -> URL:
     return url.set(drivername=DRIVERS[backend])
 
 
+def sqlite_file(raw: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL); nothing is opened or created."""
+    url = parse_url(raw)
+    return Path(url.database) if url.get_backend_name() == "sqlite" and url.database else None
+
+
 def describe(url: URL) -> str:
     """The URL without its password, for messages."""
     if url.get_backend_name() == "sqlite":
@@ -157,6 +163,11 @@ class Database:
 
     def head_revision(self) -> str | None:
         return ScriptDirectory.from_config(self._alembic_config()).get_current_head()
+
+    def has_schema(self) -> bool:
+        """Whether Healthway's tables are there (raises ConfigurationError when the server cannot be reached)."""
+        self.check_reachable()
+        return self.current_revision() is not None
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""

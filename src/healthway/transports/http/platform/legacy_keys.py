@@ -8,25 +8,9 @@ from fastapi import APIRouter, Query
 
 from healthway.errors import NotFound
 from healthway.services import legacy_keys, sources
-from healthway.storage.models import LegacyKey, Source
 from healthway.transports.http.platform.deps import ActorDep, HealthwayDep, OrganizationParam, caller_environment
 
 router = APIRouter(tags=["legacy keys"])
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def legacy_key_view(key: LegacyKey, source: Source) -> dict[str, Any]:
-    return {
-        "api_key": key.api_key,
-        "source_id": source.id,
-        "source_name": source.name,
-        "created_at": _iso(key.created_at),
-        "secret_rotated_at": _iso(key.secret_rotated_at),
-        "last_used_at": _iso(key.last_used_at),
-    }
 
 
 @router.post("/sources/{source_id}/legacy-key", status_code=201)
@@ -59,4 +43,4 @@ def list_legacy_keys(
     with hw.db.session() as session:
         env = caller_environment(session, actor, organization, environment)
         rows = legacy_keys.legacy_sources(session, actor=actor, environment=env)
-        return {"legacy_keys": [legacy_key_view(key, source) for source, key in rows], "next_cursor": None}
+        return {"legacy_keys": [legacy_keys.view(key, source) for source, key in rows], "next_cursor": None}

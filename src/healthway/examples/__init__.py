@@ -1,0 +1,1 @@
+"""Runnable examples of client code, as the README shows it."""
