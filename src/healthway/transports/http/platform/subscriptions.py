@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from sqlalchemy.orm import Session
 
 from healthway.domain.actors import Actor
@@ -27,8 +27,18 @@ FilterList = list[str]
 
 
 class SubscriptionCreate(BaseModel):
-    source: str = Field(min_length=1, max_length=64, description="Source ID")
-    destination: str = Field(min_length=1, max_length=64, description="Destination ID")
+    """Named as the answer names them, so that an answer sent back creates the same subscription; ``source`` and
+    ``destination`` are accepted too (the first published spelling)."""
+
+    source_id: str = Field(
+        min_length=1, max_length=64, validation_alias=AliasChoices("source_id", "source"), description="Source ID"
+    )
+    destination_id: str = Field(
+        min_length=1,
+        max_length=64,
+        validation_alias=AliasChoices("destination_id", "destination"),
+        description="Destination ID",
+    )
     data_models: FilterList = Field(default_factory=list)
     event_types: FilterList = Field(default_factory=list)
     message_types: FilterList = Field(default_factory=list, description="HL7v2 MSH-9: ADT^A01 or ADT^*")
@@ -63,8 +73,8 @@ def list_subscriptions(
 @router.post("/subscriptions", status_code=201)
 def create_subscription(body: SubscriptionCreate, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     with hw.db.session() as session:
-        found_source = sources.find(session, body.source)
-        found_destination = destinations.find(session, body.destination)
+        found_source = sources.find(session, body.source_id)
+        found_destination = destinations.find(session, body.destination_id)
         if found_source is None:
             raise NotFound("source not found")
         source, env = found_source

@@ -1,0 +1,38 @@
+"""One naming across the Platform API's requests and answers (issue 16): what an answer says, a request accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from healthway.storage.db import Database
+from tests.integration.test_delivery_platform import admin, create_destination
+from tests.integration.test_intake import Env, make_env
+
+
+@pytest.fixture
+def env(db: Database) -> Iterator[Env]:
+    yield from make_env(db)
+
+
+def test_a_subscription_answer_sent_back_creates_the_same_subscription(env: Env) -> None:
+    hook = create_destination(env, kind="webhook", url="https://partner.example.org/in")
+    body = {"source_id": env.ehr.id, "destination_id": hook["id"], "message_types": ["ADT^*"]}
+    first = env.client.post("/platform/v1/subscriptions", json=body, headers=admin(env))
+    assert first.status_code == 201, first.text
+    deleted = env.client.delete(f"/platform/v1/subscriptions/{first.json()['id']}", headers=admin(env))
+    assert deleted.status_code == 204
+    again = env.client.post("/platform/v1/subscriptions", json=first.json(), headers=admin(env))
+    assert again.status_code == 201, again.text
+    same = ("source_id", "destination_id", "message_types", "ordering", "environment")
+    assert {k: again.json()[k] for k in same} == {k: first.json()[k] for k in same}
+    assert again.json()["id"] != first.json()["id"]
+
+
+def test_the_first_published_spelling_still_works(env: Env) -> None:
+    hook = create_destination(env, kind="webhook", url="https://partner.example.org/in")
+    old = {"source": env.ehr.id, "destination": hook["id"]}
+    created = env.client.post("/platform/v1/subscriptions", json=old, headers=admin(env))
+    assert created.status_code == 201, created.text
+    assert (created.json()["source_id"], created.json()["destination_id"]) == (env.ehr.id, hook["id"])
