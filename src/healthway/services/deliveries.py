@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.orm import Session
 
 from healthway.domain import retry
@@ -20,6 +21,8 @@ from healthway.domain.retry import AttemptResult, Outcome
 from healthway.domain.routing import Filters, MessageFacts, Ordering, matches
 from healthway.errors import InvalidRequest
 from healthway.storage.models import Attempt, Delivery, Destination, Log, Subscription, new_id
+
+log = structlog.get_logger("healthway.delivery")
 
 PG_CHANNEL = "healthway_deliveries"  # LISTEN/NOTIFY channel that wakes the workers of every node
 PENDING, DELIVERED, FAILED, FILTERED = "pending", "delivered", "failed", "filtered"
@@ -193,7 +196,9 @@ def record(session: Session, attempts: Sequence[Sent], *, policy: Policy) -> set
     table = TABLES["deliveries"]
     ids = [a.delivery_id for a in attempts]
     current = session.execute(
-        sa.select(table.c.id, table.c.log_id, table.c.attempt_count, table.c.created_at).where(table.c.id.in_(ids))
+        sa.select(table.c.id, table.c.log_id, table.c.destination_id, table.c.attempt_count, table.c.created_at).where(
+            table.c.id.in_(ids)
+        )
     )
     known = {row.id: row for row in current}  # a delivery may be gone: its destination was deleted meanwhile
     new_attempts, changes, finished = [], [], set()
@@ -206,10 +211,23 @@ def record(session: Session, attempts: Sequence[Sent], *, policy: Policy) -> set
         changes.append({"b_id": row.id, "status": status, "count": number, "next": next_attempt_at})
         if status != PENDING:
             finished.add(row.log_id)
+        _tell(attempt.result, row.destination_id, row.log_id, number, status)
     if changes:
         session.execute(sa.insert(TABLES["attempts"]), new_attempts)
         session.execute(_MOVE_ON, changes)
     return finished
+
+
+def _tell(result: AttemptResult, destination_id: str, log_id: str, number: int, status: str) -> None:
+    """Failures reach the server log, not only /metrics: a warning per failed attempt, an error on giving up.
+    Identifiers and the sender's short reason only, never payload."""
+    if result.outcome in (Outcome.DELIVERED, Outcome.FILTERED):
+        return
+    fields = {"destination_id": destination_id, "log_id": log_id, "attempt": number, "reason": result.detail}
+    if status == FAILED:
+        log.error("delivery failed for good", outcome=result.outcome.value, **fields)
+    else:
+        log.warning("delivery attempt failed; will retry", **fields)
 
 
 _MOVE_ON = (
