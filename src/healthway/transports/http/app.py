@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from healthway import __version__
 from healthway.app import Healthway
-from healthway.transports.http import errors, health, intake, legacy_auth, oauth, platform, sync
+from healthway.transports.http import errors, health, home, intake, legacy_auth, oauth, platform, sync
 from healthway.transports.http.middleware import RequestMiddleware
 
 log = structlog.get_logger("healthway")
@@ -41,6 +41,7 @@ def create_app(hw: Healthway) -> FastAPI:
     app.state.healthway = hw
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(home.router)
     app.include_router(platform.router)
     # The data endpoints are the hot path: first in the table, since matching walks it in order.
     app.router.routes[:0] = [*intake.routes, *legacy_auth.routes, *sync.routes]
