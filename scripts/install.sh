@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install Healthway into ./.venv on Debian. `--test` also installs what the test suite needs
-# (PostgreSQL server binaries, OpenSSH client, sshpass) and the test/dev Python dependencies.
+# (PostgreSQL server binaries, OpenSSH client, sshpass, curl) and the test/dev Python dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(python3 python3-venv python3-pip)
-[ "${1:-}" = "--test" ] && packages+=(postgresql openssh-client sshpass)
+[ "${1:-}" = "--test" ] && packages+=(postgresql openssh-client sshpass curl)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -159,6 +159,12 @@ def test_bad_claims_are_refused(overrides: dict[str, Any], expected: str) -> Non
     assert expected in refused(check, **overrides)
 
 
+def test_a_too_long_lifetime_names_the_limit_and_the_value_received() -> None:
+    # authlib's default assertion lifetime is an hour: the message must say what to change.
+    message = refused(check, exp=NOW + 3600)
+    assert "more than 300 seconds ahead (received: 3600 s ahead;" in message and "lifetime" in message
+
+
 # -- keys -------------------------------------------------------------------------------------------------------
 
 

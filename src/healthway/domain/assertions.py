@@ -147,7 +147,10 @@ def _check_times(claims: dict[str, Any], now: float) -> float:
     if exp <= now:
         raise InvalidClient("the client assertion has expired")
     if exp > now + MAX_LIFETIME:
-        raise InvalidClient(f"the assertion's exp is more than {MAX_LIFETIME} seconds ahead")
+        raise InvalidClient(
+            f"the assertion's exp is more than {MAX_LIFETIME} seconds ahead (received: {exp - now:.0f} s ahead; SMART "
+            "Backend Services allows 5 minutes at most, so set the client's assertion lifetime below that)"
+        )
     for name in ("iat", "nbf"):
         moment = _numeric(claims, name)
         if moment is not None and moment > now + FUTURE_LEEWAY:
