@@ -81,7 +81,7 @@ def idempotency_key(request: Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not 0 < len(key) <= intake.MAX_IDEMPOTENCY_KEY:
         raise InvalidRequest(f"Idempotency-Key must be 1 to {intake.MAX_IDEMPOTENCY_KEY} characters")
-    return key
+    return messages.check_text(key, "Idempotency-Key") if key is not None else None
 
 
 def submission(hw: Healthway, caller: Caller, request: Request, body: bytes, **fields: Any) -> intake.Submission:
