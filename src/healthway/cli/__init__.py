@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -143,6 +144,9 @@ def _read_secret_file(path: Path) -> str:
 
 
 def main() -> None:
+    # Everything Healthway writes (the database and its -wal/-shm, uploads, exports) holds PHI or secrets: private
+    # to the user running it, whatever the shell's umask. The database file is also created 0600 explicitly.
+    os.umask(0o077)
     # Sub-command groups register themselves on import; importing here keeps `healthway.cli` import-light.
     from healthway.cli import (  # noqa: F401, PLC0415
         accounts,

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, structured access log and Prometheus metrics per route."""
+"""Pure ASGI middleware: request id, structured access log and Prometheus metrics per route template."""
 
 from __future__ import annotations
 
@@ -51,11 +51,11 @@ class RequestMiddleware:
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 self.requests.labels(scope["method"], route, str(status)).inc()
                 self.latency.labels(scope["method"], route).observe(elapsed)
-                # Path only: query strings can carry secrets.
+                # The route template, never the raw path or query: those carry e-mails, patient and key IDs, secrets.
                 log.info(
                     "request",
                     method=scope["method"],
-                    path=scope["path"],
+                    route=route,
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                     client=(scope.get("client") or ("-",))[0],
