@@ -23,6 +23,7 @@ from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_lim
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import utcnow
+from healthway.transports.http.metrics_listener import MetricsListener
 
 Clock = Callable[[], datetime]
 
@@ -94,6 +95,7 @@ def build(
     worker = build_worker(db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age)
     committer = GroupCommitter(db, on_commit=_waking(worker))
     forwarder = Forwarder(timeout=settings.request_timeout)
+    extra: list[Listener] = [MetricsListener(settings.metrics_address, metrics)] if settings.metrics_address else []
     return Healthway(
         settings=settings,
         db=db,
@@ -105,5 +107,5 @@ def build(
         guard=BruteForceGuard(rate_limiter),
         jwks_fetcher=jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls),
         forwarder=forwarder,
-        listeners=[committer, worker, forwarder, *(listeners or [])],
+        listeners=[committer, worker, forwarder, *extra, *(listeners or [])],
     )

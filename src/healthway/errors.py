@@ -3,6 +3,7 @@
     HealthwayError                      500 internal_error
      ├── ConfigurationError             startup/CLI problems: bad settings, unreachable database, busy port
      ├── StorageUnavailable             503 storage_unavailable
+     ├── ServerBusy                     503 server_busy (+ Retry-After: too many large uploads at once)
      ├── InvalidRequest                 400 invalid_request
      │    └── UnknownEnvironment        400 unknown_environment
      ├── Unauthenticated                401 unauthenticated
@@ -44,6 +45,12 @@ class ConfigurationError(HealthwayError):
 class StorageUnavailable(HealthwayError):
     code = "storage_unavailable"
     status_code = 503
+
+
+class ServerBusy(HealthwayError):
+    code = "server_busy"
+    status_code = 503
+    retry_after = 1
 
 
 class InvalidRequest(HealthwayError):

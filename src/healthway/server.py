@@ -15,6 +15,7 @@ import uvicorn
 from healthway.app import Healthway
 from healthway.errors import ConfigurationError
 from healthway.transports.http.app import create_app
+from healthway.transports.http.protocol import timed_protocol
 
 log = structlog.get_logger("healthway")
 SHUTDOWN_GRACE_SECONDS = 3  # SIGTERM/SIGINT must stop everything within 5 s
@@ -59,6 +60,13 @@ def run(hw: Healthway, http_socket: socket.socket) -> bool:
     settings = hw.settings
     config = uvicorn.Config(
         create_app(hw),
+        http=timed_protocol(header_timeout=settings.http_header_timeout, body_timeout=settings.http_body_timeout),
+        # X-Forwarded-For/-Proto are believed only from HEALTHWAY_TRUSTED_PROXIES (uvicorn's default trusts
+        # 127.0.0.1, and so anyone behind a local hop could pick their address for rate limits and audit).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=[str(network) for network in settings.trusted_proxies],
+        # uvicorn counts the connection asking among the open ones: +1 so that N connections are served.
+        limit_concurrency=settings.http_max_connections + 1,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -70,6 +78,8 @@ def run(hw: Healthway, http_socket: socket.socket) -> bool:
     server = _Server(config)
     scheme = "https" if settings.tls_cert else "http"
     host, port = http_socket.getsockname()[:2]
+    for warning in hw.db.permission_warnings():
+        log.warning("the data directory is readable by others", detail=warning)
     log.info("healthway listening", url=f"{scheme}://{host}:{port}", public_url=settings.public_url)
     asyncio.run(server.serve(sockets=[http_socket]))
     return server.started

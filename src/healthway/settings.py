@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     destination_deny_networks: Networks = ()  # no destination may reach these
     trusted_proxies: Networks = ()  # peers whose X-Forwarded-For / Forwarded headers are believed
     metrics_address: str | None = None  # host:port serving /metrics instead of the public port
+    http_header_timeout: Seconds = 10.0  # a request's line and headers must arrive within this
+    http_body_timeout: Seconds = 30.0  # longest stall between two body chunks while the body is being read
+    http_max_connections: int = Field(default=1000, gt=0)  # beyond: 503
+    http_max_large_uploads: int = Field(default=16, gt=0)  # data bodies over 1 MiB read at once; beyond: 503
     rate_limit_per_address: str = "10000/5 minutes"
     rate_limit_per_source: str = "10000/5 minutes"
     log_level: str = "info"

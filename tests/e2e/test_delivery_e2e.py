@@ -90,7 +90,8 @@ def test_send_is_delivered_signed_then_replayed(cli: Cli) -> None:
         assert destination["signing_secret"] not in json.dumps(listed) and "vt-1" not in json.dumps(listed)
         assert listed["destinations"][0]["config"]["has_signing_secret"] is True
 
-        server = start_server(cli)
+        metrics_port = free_port()
+        server = start_server(cli, HEALTHWAY_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}")
         try:
             with client_for(server, world["key"]) as client:
                 started = time.monotonic()
@@ -117,8 +118,9 @@ def test_send_is_delivered_signed_then_replayed(cli: Cli) -> None:
             shown = json.loads(cli.run("logs", "show", log_id, "--json").stdout)
             assert [d["status"] for d in shown["deliveries"]] == ["delivered", "delivered"]
             assert shown["deliveries"][0]["attempts"][0]["number"] == 1
-            metrics = httpx.get(f"{server.base_url}/metrics").text
-            assert "healthway_delivery_attempts_total" in metrics and 'outcome="delivered"' in metrics
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+            assert 'healthway_delivery_attempts_total{kind="webhook",outcome="delivered"}' in metrics
+            assert destination["id"] not in metrics  # no tenant identifier in labels
         finally:
             assert server.stop() == 0
 

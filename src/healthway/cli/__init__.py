@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -204,6 +205,9 @@ def load_commands() -> typer.Typer:
 
 
 def main() -> None:
+    # Everything Healthway writes (the database and its -wal/-shm, uploads, exports) holds PHI or secrets: private
+    # to the user running it, whatever the shell's umask. The database file is also created 0600 explicitly.
+    os.umask(0o077)
     try:
         load_commands()()
     except HealthwayError as exc:

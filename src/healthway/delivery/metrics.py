@@ -19,8 +19,8 @@ class DeliveryMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.attempts = Counter(
             "healthway_delivery_attempts",
-            "Delivery attempts by destination and outcome",
-            ["destination", "kind", "outcome"],
+            "Delivery attempts by destination kind and outcome",
+            ["kind", "outcome"],  # no destination ID: metrics are installation-wide, IDs belong to tenants
             registry=registry,
         )
         self.latency = Histogram(
@@ -37,7 +37,7 @@ class DeliveryMetrics:
         self._refreshed = 0.0
 
     def observe(self, target: Target, result: AttemptResult, seconds: float) -> None:
-        self.attempts.labels(target.id, target.kind, result.outcome.value).inc()
+        self.attempts.labels(target.kind, result.outcome.value).inc()
         self.latency.labels(target.kind).observe(seconds)
 
     def refresh(self, session: Session, now: datetime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,16 @@ MAX_NAME = 100
 # Redox's sample payloads (and many clients built from them) carry the nil UUID as a placeholder destination;
 # it names no destination, so it does not narrow routing.
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
+# C0 and C1 control characters (NUL among them: PostgreSQL text cannot hold it) and lone surrogates (not UTF-8).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` unchanged, or 400 when it holds a control character. The message names the field, never the value
+    (metadata is stored, indexed, shown and logged: it must be plain text)."""
+    if _CONTROL.search(value):
+        raise InvalidRequest(f"{what} must not contain control characters")
+    return value
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,7 @@ def _name(meta: dict[str, Any], key: str) -> str:
         raise InvalidRequest(f"Meta.{key} must be a non-empty string")
     if len(value) > MAX_NAME:
         raise InvalidRequest(f"Meta.{key} must be at most {MAX_NAME} characters")
-    return value
+    return check_text(value, f"Meta.{key}")
 
 
 def _destinations(meta: dict[str, Any]) -> list[str] | None:
@@ -45,7 +56,7 @@ def _destinations(meta: dict[str, Any]) -> list[str] | None:
         return None
     if not isinstance(value, list) or not all(isinstance(d, dict) and isinstance(d.get("ID"), str) for d in value):
         raise InvalidRequest('Meta.Destinations must be a list of {"ID": "..."} objects')
-    named = [d["ID"] for d in value if d["ID"] != NIL_UUID]
+    named = [check_text(d["ID"], "Meta.Destinations.ID") for d in value if d["ID"] != NIL_UUID]
     return named or None
 
 
@@ -78,4 +89,4 @@ def parse_fhir_message(body: Any) -> str:
     code = coding.get("code") if isinstance(coding, dict) else None
     if not isinstance(code, str) or not code.strip() or len(code) > MAX_NAME:
         raise InvalidRequest("MessageHeader.eventCoding.code must be a non-empty string")
-    return code
+    return check_text(code, "MessageHeader.eventCoding.code")

@@ -28,6 +28,16 @@ def org_role(session: Session, actor: Actor, organization_id: str) -> OrgRole | 
     return OrgRole(role) if role else None
 
 
+def owns_an_organization(session: Session, actor: Actor) -> bool:
+    """Whether the actor is the owner of some organization (or the operator): who may read installation metrics."""
+    if actor.is_operator:
+        return True
+    if actor.type is not ActorType.USER:
+        return False
+    owner = sa.select(Membership.user_id).where(Membership.user_id == actor.id, Membership.role == OrgRole.OWNER)
+    return session.scalar(owner.limit(1)) is not None
+
+
 def env_role(session: Session, actor: Actor, environment_id: str) -> EnvRole | None:
     if actor.type is not ActorType.USER:
         return None

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from sqlalchemy.orm import Session
 
-from healthway.errors import HealthwayError, StorageUnavailable
-from healthway.storage.db import Database
+from healthway.errors import HealthwayError, InvalidRequest, StorageUnavailable
+from healthway.storage.db import UNSTORABLE, Database
 
 T = TypeVar("T")
 Work = Callable[[Session], Any]
@@ -110,6 +110,9 @@ class GroupCommitter:
             return False, exc
         except OperationalError:  # the database itself failed: the whole batch does
             raise
+        except DataError:  # a value the database refuses: this unit's input
+            savepoint.rollback()
+            return False, InvalidRequest(UNSTORABLE)
         except Exception:  # a bug in one unit must not sink the others of its batch
             savepoint.rollback()
             log.exception("intake unit failed")

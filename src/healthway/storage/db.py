@@ -16,14 +16,16 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DataError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from healthway.errors import ConfigurationError, StorageUnavailable
+from healthway.errors import ConfigurationError, InvalidRequest, StorageUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Our URLs carry no driver (DESIGN §6); these are the drivers we pick.
 DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # the data dir holds PHI and destination secrets: the owner's alone
+UNSTORABLE = "the request holds a value the database cannot store"
 
 
 def parse_url(raw: str) -> URL:
@@ -78,17 +80,24 @@ class Database:
             self._prepare_sqlite_dir()
             # isolation_level=None hands transaction control to us (see _sqlite_begin).
             # As many pooled connections as request threads (anyio's default is 40), so none is opened per request.
+            # hide_parameters: statement parameters (payloads, secrets) never appear in exception texts or logs.
             self.engine: Engine = sa.create_engine(
                 self.url,
                 connect_args={"check_same_thread": False, "isolation_level": None},
                 pool_size=40,
                 max_overflow=10,
+                hide_parameters=True,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         else:
             self.engine = sa.create_engine(
-                self.url, pool_size=20, max_overflow=20, pool_pre_ping=True, connect_args={"connect_timeout": 5}
+                self.url,
+                pool_size=20,
+                max_overflow=20,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": 5},
+                hide_parameters=True,
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in growing steps (up to
@@ -101,40 +110,44 @@ class Database:
     def _prepare_sqlite_dir(self) -> None:
         if not self.url.database or self.url.database == ":memory:":
             raise ConfigurationError("an in-memory SQLite database cannot be shared; give a file path")
-        directory = Path(self.url.database).parent
+        path = Path(self.url.database)
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigurationError(f"cannot create data directory {directory}: {exc.strerror}") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise ConfigurationError(f"data directory {directory} is not writable")
+            raise ConfigurationError(f"cannot create data directory {path.parent}: {exc.strerror}") from None
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise ConfigurationError(f"data directory {path.parent} is not writable")
+        _create_private(path)
+
+    def permission_warnings(self) -> list[str]:
+        """What of the SQLite data dir and files others than the owner may read (empty on PostgreSQL)."""
+        if not self.is_sqlite or not self.url.database:
+            return []
+        path = Path(self.url.database)
+        candidates = [path.parent, path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))]
+        return [
+            f"{p} is readable by others (mode {mode:o}); chmod {'700' if p.is_dir() else '600'} it"
+            for p in candidates
+            if (mode := _group_or_other_mode(p))
+        ]
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: everything inside commits together, or nothing does."""
-        try:
-            with self._write_lock, self._sessions() as session, session.begin():
-                yield session
-        except OperationalError as exc:
-            raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        with _translated(), self._write_lock, self._sessions() as session, session.begin():
+            yield session
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
         """A read-only unit of work: on SQLite it does not take the write lock, so it never waits for writers."""
-        try:
-            with self._read_sessions() as session, session.begin():
-                yield session
-        except OperationalError as exc:
-            raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        with _translated(), self._read_sessions() as session, session.begin():
+            yield session
 
     @contextmanager
     def read_connection(self) -> Iterator[sa.Connection]:
         """A read-only Core connection (no ORM session): for the hottest reads."""
-        try:
-            with self._read_engine.connect() as conn:
-                yield conn
-        except OperationalError as exc:
-            raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+        with _translated(), self._read_engine.connect() as conn:
+            yield conn
 
     def check_reachable(self) -> None:
         try:
@@ -177,6 +190,39 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Database failures as Healthway errors: unreachable → 503; a value the database refuses (a NUL in a text
+    value on PostgreSQL, say) → 400, for it is the caller's input. Neither message repeats a parameter."""
+    try:
+        yield
+    except OperationalError as exc:
+        raise StorageUnavailable(f"database unavailable: {_first_line(exc)}") from exc
+    except DataError:
+        raise InvalidRequest(UNSTORABLE) from None
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file 0600 before SQLite does: SQLite gives its -wal and -shm files the database file's
+    mode, so they are private too whatever the umask. An existing file is left alone (never opened here: closing
+    a descriptor would drop this process's SQLite locks)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create {path}: {exc.strerror}") from None
+
+
+def _group_or_other_mode(path: Path) -> int:
+    """The permission bits of ``path`` when group or others have any; 0 when private or absent."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return 0
+    return mode if mode & 0o077 else 0
 
 
 def _first_line(exc: BaseException) -> str:

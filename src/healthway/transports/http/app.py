@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from healthway import __version__
 from healthway.app import Healthway
 from healthway.transports.http import errors, health, home, intake, legacy_auth, oauth, platform, sync
+from healthway.transports.http.limits import BodyLimitMiddleware, UploadSlots
 from healthway.transports.http.middleware import RequestMiddleware
 
 log = structlog.get_logger("healthway")
@@ -39,6 +40,7 @@ def create_app(hw: Healthway) -> FastAPI:
         redoc_url=None,
     )
     app.state.healthway = hw
+    app.state.upload_slots = UploadSlots(hw.settings.http_max_large_uploads)
     errors.install(app)
     app.include_router(health.router)
     app.include_router(home.router)
@@ -46,5 +48,6 @@ def create_app(hw: Healthway) -> FastAPI:
     # The data endpoints are the hot path: first in the table, since matching walks it in order.
     app.router.routes[:0] = [*intake.routes, *legacy_auth.routes, *sync.routes]
     oauth.install(app, hw)  # puts the token endpoint first of all
-    app.add_middleware(RequestMiddleware, registry=hw.metrics)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestMiddleware, registry=hw.metrics)  # outermost: it also sees and logs the 413s
     return app

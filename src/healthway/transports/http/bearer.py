@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from healthway.app import Healthway
+from healthway.domain.messages import check_text
 from healthway.errors import InvalidToken
 from healthway.services import access_tokens
 from healthway.services.access_tokens import Grant
@@ -33,5 +34,5 @@ def authenticate(hw: Healthway, reader: access_tokens.Reader, request: Request) 
     grant = access_tokens.authenticate(reader, bearer_token(request), now=hw.clock())
     if grant is None:
         raise InvalidToken("the access token is invalid, expired or revoked")
-    requested = next((request.headers[h] for h in SOURCE_HEADERS if h in request.headers), None)
+    requested = next((check_text(request.headers[h], h) for h in SOURCE_HEADERS if h in request.headers), None)
     return Caller(grant, access_tokens.select_source(reader, grant, requested))

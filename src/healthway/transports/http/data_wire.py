@@ -13,11 +13,12 @@ from starlette.responses import Response
 
 from healthway.app import Healthway
 from healthway.domain import messages
-from healthway.errors import HealthwayError, InvalidRequest, InvalidToken, PayloadTooLarge
+from healthway.errors import HealthwayError, InvalidRequest, InvalidToken, PayloadTooLarge, ServerBusy
 from healthway.services import intake
 from healthway.transports.http import bearer
 from healthway.transports.http.bearer import Caller
 from healthway.transports.http.errors import rate_limit_headers
+from healthway.transports.http.limits import UploadSlots
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 T = TypeVar("T")
@@ -28,10 +29,18 @@ def json_response(body: Any, status: int, media_type: str = messages.JSON) -> Re
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to exceed ``limit``: never buffers past it."""
+    """The whole body, refusing (413) as soon as it is known to exceed ``limit``: never buffers past it. A large
+    body (one that may exceed ``LARGE_BODY_BYTES``) takes one of the few upload slots while it is read; none free →
+    503 at once."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+    slots: UploadSlots = request.app.state.upload_slots
+    with slots.take(int(declared) if declared.isdigit() else limit):
+        return await _read_capped(request, limit)
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
     chunks, size = [], 0
     try:
         async for chunk in request.stream():
@@ -81,7 +90,7 @@ def idempotency_key(request: Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is not None and not 0 < len(key) <= intake.MAX_IDEMPOTENCY_KEY:
         raise InvalidRequest(f"Idempotency-Key must be 1 to {intake.MAX_IDEMPOTENCY_KEY} characters")
-    return key
+    return messages.check_text(key, "Idempotency-Key") if key is not None else None
 
 
 def submission(hw: Healthway, caller: Caller, request: Request, body: bytes, **fields: Any) -> intake.Submission:
@@ -129,4 +138,6 @@ def fhir_error(exc: HealthwayError) -> Response:
         response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     elif exc.status_code == 429:
         response.headers.update(rate_limit_headers(exc))  # type: ignore[arg-type]
+    elif isinstance(exc, ServerBusy):
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response

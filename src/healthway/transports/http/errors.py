@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from healthway.errors import HealthwayError, InvalidToken, OAuthError, RateLimited
+from healthway.errors import HealthwayError, InvalidToken, OAuthError, RateLimited, ServerBusy
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -55,6 +55,8 @@ def render(exc: HealthwayError) -> JSONResponse:
         headers = rate_limit_headers(exc)
     elif isinstance(exc, InvalidToken):
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    elif isinstance(exc, ServerBusy):
+        headers = {"Retry-After": str(exc.retry_after)}
     return error_response(exc.status_code, exc.code, exc.message, headers)
 
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from healthway.app import Healthway
+from healthway.domain.messages import check_text
 from healthway.errors import HealthwayError, InvalidRequest, Unauthenticated
 from healthway.services import legacy_keys
 from healthway.services.legacy_keys import RefreshReuse, TokenPair
@@ -32,7 +33,7 @@ def _fields(body: Any, *names: str) -> list[str]:
     values = [body.get(name) for name in names]
     if not all(isinstance(v, str) and v for v in values):
         raise InvalidRequest(f"{' and '.join(names)} are required strings")
-    return values  # type: ignore[return-value]
+    return [check_text(v, n) for v, n in zip(values, names, strict=True)]  # type: ignore[arg-type]
 
 
 def _pair_body(pair: TokenPair) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request id, structured access log and Prometheus metrics per route."""
+"""Pure ASGI middleware: request id, structured access log and Prometheus metrics per route template."""
 
 from __future__ import annotations
 
@@ -48,15 +48,33 @@ class RequestMiddleware:
             finally:
                 elapsed = time.perf_counter() - started
                 # The route template, not the raw path: bounded label cardinality, and no IDs in metrics.
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                route = route_template(scope)
                 self.requests.labels(scope["method"], route, str(status)).inc()
                 self.latency.labels(scope["method"], route).observe(elapsed)
-                # Path only: query strings can carry secrets.
+                # The route template, never the raw path or query: those carry e-mails, patient and key IDs, secrets.
                 log.info(
                     "request",
                     method=scope["method"],
-                    path=scope["path"],
+                    route=route,
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                     client=(scope.get("client") or ("-",))[0],
                 )
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/fhir/R4/{type}/{id}``), or ``unmatched``.
+
+    Rebuilt from the path and its parameters, each of which fills one whole segment: routes of FastAPI's included
+    routers know only their own part of the template, and plain Starlette routes leave none in the scope. Parameters
+    are placed from the right, in template order, so a value equal to a literal segment stays unambiguous."""
+    if "endpoint" not in scope:
+        return "unmatched"
+    segments = scope["path"].split("/")
+    end = len(segments)
+    for name, value in reversed(list(scope.get("path_params", {}).items())):
+        end = next((i for i in range(end - 1, -1, -1) if segments[i] == str(value)), -1)
+        if end < 0:
+            return "unmatched"
+        segments[end] = "{" + name + "}"
+    return "/".join(segments)
