@@ -1,4 +1,4 @@
-"""One naming across the Platform API's requests and answers (issue 16): what an answer says, a request accepts."""
+"""One naming, one meaning (issue 16): what an answer says, a request accepts; two spellings never disagree."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from healthway.storage.db import Database
 from tests.integration.test_delivery_platform import admin, create_destination
-from tests.integration.test_intake import Env, make_env
+from tests.integration.test_intake import NEW_PATIENT, Env, make_env
 
 
 @pytest.fixture
@@ -36,3 +36,12 @@ def test_the_first_published_spelling_still_works(env: Env) -> None:
     created = env.client.post("/platform/v1/subscriptions", json=old, headers=admin(env))
     assert created.status_code == 201, created.text
     assert (created.json()["source_id"], created.json()["destination_id"]) == (env.ehr.id, hook["id"])
+
+
+def test_the_two_source_headers_naming_different_sources_are_refused(env: Env) -> None:
+    both = {"Healthway-Source-Id": env.lis.id, "Redox-Source-Id": env.ehr.id}
+    refused = env.post(NEW_PATIENT, token=env.token, **both)
+    assert refused.status_code == 400 and env.log_count() == 0
+    assert "Healthway-Source-Id and Redox-Source-Id name different sources" in refused.json()["error"]["message"]
+    same = env.post(NEW_PATIENT, token=env.token, **{"Healthway-Source-Id": env.lis.id, "Redox-Source-Id": env.lis.id})
+    assert same.status_code == 202 and same.json()["Meta"]["Source"]["ID"] == env.lis.id

@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from healthway.app import Healthway
 from healthway.domain.messages import check_text
-from healthway.errors import InvalidToken
+from healthway.errors import InvalidRequest, InvalidToken
 from healthway.services import access_tokens
 from healthway.services.access_tokens import Grant
 from healthway.storage.models import Source
@@ -34,5 +34,13 @@ def authenticate(hw: Healthway, reader: access_tokens.Reader, request: Request) 
     grant = access_tokens.authenticate(reader, bearer_token(request), now=hw.clock())
     if grant is None:
         raise InvalidToken("the access token is invalid, expired or revoked")
-    requested = next((check_text(request.headers[h], h) for h in SOURCE_HEADERS if h in request.headers), None)
-    return Caller(grant, access_tokens.select_source(reader, grant, requested))
+    return Caller(grant, access_tokens.select_source(reader, grant, requested_source(request)))
+
+
+def requested_source(request: Request) -> str | None:
+    """The source header's value. Both spellings naming different sources is a mistake to point out, not a choice
+    to make for the caller (400)."""
+    named = {check_text(request.headers[h], h).strip() for h in SOURCE_HEADERS if h in request.headers}
+    if len(named) > 1:
+        raise InvalidRequest("Healthway-Source-Id and Redox-Source-Id name different sources: send one of them")
+    return next(iter(named), None)
