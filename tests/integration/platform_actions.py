@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from healthway.domain import passwords
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
-from healthway.services import destinations, legacy_keys, oauth_keys, subscriptions, tokens
+from healthway.services import deliveries, destinations, legacy_keys, oauth_keys, subscriptions, tokens
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.storage.models import Destination, EnvironmentRole, Log, Membership, Organization, Source, User
 from tests.factories import World, make_source
@@ -69,6 +69,8 @@ class Action:
     params: dict[str, str] = field(default_factory=dict)
     body: Callable[[Ids], Any] | None = None
     personal: bool = False  # acts on the caller's own things: someone of another organization succeeds too
+    also: Permission | None = None  # a second permission the action needs (both must be granted)
+    basic_auth: bool = False  # authenticated with HTTP Basic (the caller's e-mail and PASSWORD), not the token
 
     def request(self, world: World, caller: User, session: Session) -> dict[str, Any]:
         """Keyword arguments for ``TestClient.request``. Actions always name the organization explicitly, so a
@@ -153,6 +155,21 @@ def _log(environment: str) -> Callable[[Session, World, User], Ids]:
         session.add(log)
         session.flush()
         return {"log_id": log.id, "destination_id": _destination_id(session, world, environment)}
+
+    return prepare
+
+
+def _routed_log(environment: str) -> Callable[[Session, World, User], Ids]:
+    """A log that was routed to its destination (it has a delivery there)."""
+
+    def prepare(session: Session, world: World, caller: User) -> Ids:
+        ids = _log(environment)(session, world, caller)
+        log = session.get(Log, ids["log_id"])
+        assert log is not None
+        deliveries.new_delivery(
+            session, log=log, subscription=None, now=log.received_at, destination_id=ids["destination_id"]
+        )
+        return ids
 
     return prepare
 
@@ -261,7 +278,7 @@ def _environment_actions(env: str) -> list[Action]:
             success=204,
             prepare=_subscription(env),
         ),
-        Action(
+        Action(  # to a destination the log never went to: a payload disclosure (issue 14, item 8)
             f"logs.replay.{env}",
             "POST",
             "/platform/v1/logs/{log_id}/replay",
@@ -269,6 +286,17 @@ def _environment_actions(env: str) -> list[Action]:
             env,
             success=201,
             prepare=_log(env),
+            body=lambda ids: {"destination": ids["destination_id"]},
+            also=P.LOGS_READ_PAYLOAD,
+        ),
+        Action(
+            f"logs.replay_routed.{env}",
+            "POST",
+            "/platform/v1/logs/{log_id}/replay",
+            P.LOGS_REPLAY,
+            env,
+            success=201,
+            prepare=_routed_log(env),
             body=lambda ids: {"destination": ids["destination_id"]},
         ),
     ]
