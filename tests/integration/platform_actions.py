@@ -22,7 +22,16 @@ from sqlalchemy.orm import Session
 from healthway.domain import passwords
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
-from healthway.services import deliveries, destinations, legacy_keys, oauth_keys, subscriptions, tokens
+from healthway.services import (
+    deliveries,
+    destinations,
+    invitations,
+    legacy_keys,
+    oauth_keys,
+    organizations,
+    subscriptions,
+    tokens,
+)
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.storage.models import Destination, EnvironmentRole, Log, Membership, Organization, Source, User
 from tests.factories import World, make_source
@@ -52,7 +61,7 @@ def make_member(
             EnvironmentRole(user_id=user.id, environment_id=env.id, role=env_role.value) for env in world.envs.values()
         )
     session.flush()
-    _, token = tokens.create(session, user=user, name="matrix")
+    _, token = tokens.create(session, user=user, name="matrix", organization_id=world.org.id)
     return user, token
 
 
@@ -93,6 +102,24 @@ def _source(environment: str) -> Callable[[Session, World, User], Ids]:
 def _target_user(session: Session, world: World, _caller: User) -> Ids:
     user, _ = make_member(session, world, f"target-{uuid.uuid4().hex[:8]}@northwind.example.org")
     return {"email": user.email}
+
+
+def _own_invitation(session: Session, _world: World, caller: User) -> Ids:
+    """An invitation of the caller to a fresh organization (so any caller, of any organization, has one)."""
+    org = session.scalar(sa.select(Organization).where(Organization.name == "Inviter"))
+    if org is None:  # one inviting organization for the whole matrix: creating one hashes a password
+        org = organizations.create(session, actor=CLI, name="Inviter", owner_email="owner@inviter.example").organization
+    session.execute(sa.delete(Membership).where(Membership.user_id == caller.id, Membership.organization_id == org.id))
+    pending = invitations.invite(session, actor=CLI, organization=org, email=caller.email)
+    return {"invitation_id": pending.invitation.id}
+
+
+def _known_password(session: Session, _world: World, caller: User) -> Ids:
+    """The caller's password is PASSWORD (the outsider's was generated); the action sets it to PASSWORD again."""
+    user = session.get(User, caller.id)
+    assert user is not None
+    user.password_hash = password_hash()
+    return {}
 
 
 def _own_token(session: Session, _world: World, caller: User) -> Ids:
@@ -333,6 +360,45 @@ ACTIONS: list[Action] = [
         P.ENV_ROLES_ASSIGN,
         prepare=lambda s, w, u: {**_target_user(s, w, u), "environment": "production"},
         body=lambda _ids: {"role": "engineer"},
+    ),
+    Action(  # production admin reads PHI: owners alone grant it (issue 14, item 18)
+        "users.set_role_phi",
+        "PUT",
+        "/platform/v1/users/{email}/roles/{environment}",
+        P.PHI_ROLES_ASSIGN,
+        prepare=lambda s, w, u: {**_target_user(s, w, u), "environment": "production"},
+        body=lambda _ids: {"role": "admin"},
+    ),
+    Action("users.remove", "DELETE", "/platform/v1/users/{email}", P.USERS_REMOVE, success=204, prepare=_target_user),
+    # invitations: each person answers their own
+    Action("invitations.list", "GET", "/platform/v1/invitations", None, personal=True),
+    Action(
+        "invitations.accept",
+        "POST",
+        "/platform/v1/invitations/{invitation_id}/accept",
+        None,
+        personal=True,
+        prepare=_own_invitation,
+    ),
+    Action(
+        "invitations.decline",
+        "POST",
+        "/platform/v1/invitations/{invitation_id}/decline",
+        None,
+        success=204,
+        personal=True,
+        prepare=_own_invitation,
+    ),
+    Action(
+        "account.password",
+        "PUT",
+        "/platform/v1/account/password",
+        None,
+        success=204,
+        personal=True,
+        basic_auth=True,
+        prepare=_known_password,
+        body=lambda _ids: {"password": PASSWORD},
     ),
     # personal access tokens: each person manages their own
     Action("tokens.create", "POST", "/platform/v1/tokens", None, success=201, personal=True),

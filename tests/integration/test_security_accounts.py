@@ -13,13 +13,13 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from healthway.app import build
-from healthway.domain.permissions import EnvRole, OrgRole
+from healthway.domain.permissions import EnvRole
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, User
 from healthway.transports.http.app import create_app
 from tests.factories import World, make_destination, make_log, make_org, make_source, make_subscription
-from tests.integration.platform_actions import PASSWORD, make_member
+from tests.integration.platform_actions import make_member
 
 
 @dataclass
