@@ -19,6 +19,7 @@ from healthway.delivery.worker import DeliveryWorker, build_worker
 from healthway.services import deliveries
 from healthway.services.group_commit import GroupCommitter
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
+from healthway.services.login import PasswordChecker
 from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_limit
 from healthway.settings import Settings
 from healthway.storage.db import Database
@@ -67,6 +68,7 @@ class Healthway:
     guard: BruteForceGuard
     jwks_fetcher: JwksFetcher
     forwarder: Forwarder
+    password_checker: PasswordChecker
     listeners: list[Listener] = field(default_factory=list)
 
 
@@ -88,6 +90,7 @@ def build(
     clock: Clock | None = None,
     listeners: list[Listener] | None = None,
     jwks_fetcher: JwksFetcher | None = None,
+    password_checker: PasswordChecker | None = None,
 ) -> Healthway:
     db = db or Database(settings.resolved_database_url)
     rate_limiter = RateLimiter(settings.redis_url)
@@ -107,5 +110,6 @@ def build(
         guard=BruteForceGuard(rate_limiter),
         jwks_fetcher=jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls),
         forwarder=forwarder,
+        password_checker=password_checker or PasswordChecker(),
         listeners=[committer, worker, forwarder, *extra, *(listeners or [])],
     )

@@ -9,6 +9,7 @@
      ├── Unauthenticated                401 unauthenticated
      │    └── InvalidToken              401 invalid_token (+ WWW-Authenticate: Bearer)
      ├── PermissionDenied               403 forbidden
+     │    └── PasswordChangeRequired    403 password_change_required (a generated password, not yet changed)
      ├── NotFound                       404 not_found
      ├── Conflict                       409 conflict
      │    └── AlreadyInitialized        409 already_initialized
@@ -76,6 +77,10 @@ class InvalidToken(Unauthenticated):
 class PermissionDenied(HealthwayError):
     code = "forbidden"
     status_code = 403
+
+
+class PasswordChangeRequired(PermissionDenied):
+    code = "password_change_required"
 
 
 class NotFound(HealthwayError):

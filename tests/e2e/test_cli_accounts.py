@@ -104,7 +104,14 @@ def test_login_over_http_then_manage_with_the_token(cli: Cli, server: Server) ->
     cli.run("init", "--admin-email", "admin@example.org")
     dana = _json(cli.run("user", "create", "--email", "dana@example.org", "--json"))
     with httpx.Client(base_url=server.base_url, timeout=10) as http:
-        login = http.post("/platform/v1/tokens", auth=(dana["email"], dana["password"]), json={"name": "laptop"})
+        first = http.post("/platform/v1/tokens", auth=(dana["email"], dana["password"]))
+        assert first.status_code == 403 and first.json()["error"]["code"] == "password_change_required"
+        own = "dana's own long passphrase"
+        changed = http.put(
+            "/platform/v1/account/password", auth=(dana["email"], dana["password"]), json={"password": own}
+        )
+        assert changed.status_code == 204, changed.text
+        login = http.post("/platform/v1/tokens", auth=(dana["email"], own), json={"name": "laptop"})
         assert login.status_code == 201, login.text
         token = login.json()["token"]
         me = http.get("/platform/v1/users/dana@example.org", headers={"Authorization": f"Bearer {token}"})

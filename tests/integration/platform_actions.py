@@ -22,7 +22,16 @@ from sqlalchemy.orm import Session
 from healthway.domain import passwords
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
-from healthway.services import destinations, legacy_keys, oauth_keys, subscriptions, tokens
+from healthway.services import (
+    deliveries,
+    destinations,
+    invitations,
+    legacy_keys,
+    oauth_keys,
+    organizations,
+    subscriptions,
+    tokens,
+)
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.storage.models import Destination, EnvironmentRole, Log, Membership, Organization, Source, User
 from tests.factories import World, make_source
@@ -52,7 +61,7 @@ def make_member(
             EnvironmentRole(user_id=user.id, environment_id=env.id, role=env_role.value) for env in world.envs.values()
         )
     session.flush()
-    _, token = tokens.create(session, user=user, name="matrix")
+    _, token = tokens.create(session, user=user, name="matrix", organization_id=world.org.id)
     return user, token
 
 
@@ -69,6 +78,8 @@ class Action:
     params: dict[str, str] = field(default_factory=dict)
     body: Callable[[Ids], Any] | None = None
     personal: bool = False  # acts on the caller's own things: someone of another organization succeeds too
+    also: Permission | None = None  # a second permission the action needs (both must be granted)
+    basic_auth: bool = False  # authenticated with HTTP Basic (the caller's e-mail and PASSWORD), not the token
 
     def request(self, world: World, caller: User, session: Session) -> dict[str, Any]:
         """Keyword arguments for ``TestClient.request``. Actions always name the organization explicitly, so a
@@ -91,6 +102,24 @@ def _source(environment: str) -> Callable[[Session, World, User], Ids]:
 def _target_user(session: Session, world: World, _caller: User) -> Ids:
     user, _ = make_member(session, world, f"target-{uuid.uuid4().hex[:8]}@northwind.example.org")
     return {"email": user.email}
+
+
+def _own_invitation(session: Session, _world: World, caller: User) -> Ids:
+    """An invitation of the caller to a fresh organization (so any caller, of any organization, has one)."""
+    org = session.scalar(sa.select(Organization).where(Organization.name == "Inviter"))
+    if org is None:  # one inviting organization for the whole matrix: creating one hashes a password
+        org = organizations.create(session, actor=CLI, name="Inviter", owner_email="owner@inviter.example").organization
+    session.execute(sa.delete(Membership).where(Membership.user_id == caller.id, Membership.organization_id == org.id))
+    pending = invitations.invite(session, actor=CLI, organization=org, email=caller.email)
+    return {"invitation_id": pending.invitation.id}
+
+
+def _known_password(session: Session, _world: World, caller: User) -> Ids:
+    """The caller's password is PASSWORD (the outsider's was generated); the action sets it to PASSWORD again."""
+    user = session.get(User, caller.id)
+    assert user is not None
+    user.password_hash = password_hash()
+    return {}
 
 
 def _own_token(session: Session, _world: World, caller: User) -> Ids:
@@ -153,6 +182,21 @@ def _log(environment: str) -> Callable[[Session, World, User], Ids]:
         session.add(log)
         session.flush()
         return {"log_id": log.id, "destination_id": _destination_id(session, world, environment)}
+
+    return prepare
+
+
+def _routed_log(environment: str) -> Callable[[Session, World, User], Ids]:
+    """A log that was routed to its destination (it has a delivery there)."""
+
+    def prepare(session: Session, world: World, caller: User) -> Ids:
+        ids = _log(environment)(session, world, caller)
+        log = session.get(Log, ids["log_id"])
+        assert log is not None
+        deliveries.new_delivery(
+            session, log=log, subscription=None, now=log.received_at, destination_id=ids["destination_id"]
+        )
+        return ids
 
     return prepare
 
@@ -261,7 +305,7 @@ def _environment_actions(env: str) -> list[Action]:
             success=204,
             prepare=_subscription(env),
         ),
-        Action(
+        Action(  # to a destination the log never went to: a payload disclosure (issue 14, item 8)
             f"logs.replay.{env}",
             "POST",
             "/platform/v1/logs/{log_id}/replay",
@@ -269,6 +313,17 @@ def _environment_actions(env: str) -> list[Action]:
             env,
             success=201,
             prepare=_log(env),
+            body=lambda ids: {"destination": ids["destination_id"]},
+            also=P.LOGS_READ_PAYLOAD,
+        ),
+        Action(
+            f"logs.replay_routed.{env}",
+            "POST",
+            "/platform/v1/logs/{log_id}/replay",
+            P.LOGS_REPLAY,
+            env,
+            success=201,
+            prepare=_routed_log(env),
             body=lambda ids: {"destination": ids["destination_id"]},
         ),
     ]
@@ -305,6 +360,45 @@ ACTIONS: list[Action] = [
         P.ENV_ROLES_ASSIGN,
         prepare=lambda s, w, u: {**_target_user(s, w, u), "environment": "production"},
         body=lambda _ids: {"role": "engineer"},
+    ),
+    Action(  # production admin reads PHI: owners alone grant it (issue 14, item 18)
+        "users.set_role_phi",
+        "PUT",
+        "/platform/v1/users/{email}/roles/{environment}",
+        P.PHI_ROLES_ASSIGN,
+        prepare=lambda s, w, u: {**_target_user(s, w, u), "environment": "production"},
+        body=lambda _ids: {"role": "admin"},
+    ),
+    Action("users.remove", "DELETE", "/platform/v1/users/{email}", P.USERS_REMOVE, success=204, prepare=_target_user),
+    # invitations: each person answers their own
+    Action("invitations.list", "GET", "/platform/v1/invitations", None, personal=True),
+    Action(
+        "invitations.accept",
+        "POST",
+        "/platform/v1/invitations/{invitation_id}/accept",
+        None,
+        personal=True,
+        prepare=_own_invitation,
+    ),
+    Action(
+        "invitations.decline",
+        "POST",
+        "/platform/v1/invitations/{invitation_id}/decline",
+        None,
+        success=204,
+        personal=True,
+        prepare=_own_invitation,
+    ),
+    Action(
+        "account.password",
+        "PUT",
+        "/platform/v1/account/password",
+        None,
+        success=204,
+        personal=True,
+        basic_auth=True,
+        prepare=_known_password,
+        body=lambda _ids: {"password": PASSWORD},
     ),
     # personal access tokens: each person manages their own
     Action("tokens.create", "POST", "/platform/v1/tokens", None, success=201, personal=True),

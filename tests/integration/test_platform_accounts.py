@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import anyio
 import pyotp
 import pytest
 import sqlalchemy as sa
@@ -83,7 +84,8 @@ def test_basic_login_creates_a_token_that_works(api: Api) -> None:
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    assert set(body) == {"token", "name", "id"} and body["name"] == "laptop"
+    assert set(body) == {"token", "name", "id", "organization_id"} and body["name"] == "laptop"
+    assert body["organization_id"] == api.world.org.id
     assert body["token"].startswith("hwpat_")
     assert response.headers["cache-control"] == "no-store"
     me = api.client.get(f"/platform/v1/users/{email}", headers=api.as_(body["token"]))
@@ -115,22 +117,28 @@ def test_wrong_password_and_unknown_user_look_the_same(api: Api) -> None:
     assert "not the password" not in wrong.text
 
 
-def test_account_throttling_after_five_failures_then_clock_releases(api: Api) -> None:
+def test_pair_throttling_after_five_failures_then_clock_releases(api: Api) -> None:
     email = api.world.admin.email
-    for _ in range(login.ACCOUNT_LIMIT):
+    for _ in range(login.FREE_FAILURES):
         assert api.client.post("/platform/v1/tokens", headers=api.basic(email, "wrong password!!")).status_code == 401
-        api.clock.advance(seconds=10)
-    # Even the right password is refused now: the guesser must not learn it was right.
+        api.clock.advance(seconds=1)
+    # Even the right password is refused from this address now: the guesser must not learn it was right.
     refused = api.client.post("/platform/v1/tokens", headers=api.basic(email, api.world.admin_password))
     assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
-    first_failure_expires = login.WINDOW - timedelta(seconds=10 * login.ACCOUNT_LIMIT)
-    assert int(refused.headers["retry-after"]) == int(first_failure_expires.total_seconds())
+    assert int(refused.headers["retry-after"]) == int(login.FIRST_LOCKOUT.total_seconds()) - 1
     assert refused.headers["x-ratelimit-remaining"] == "0"
     api.clock.advance(seconds=int(refused.headers["retry-after"]))
     accepted = api.client.post("/platform/v1/tokens", headers=api.basic(email, api.world.admin_password))
     assert accepted.status_code == 201
-    with api.db.session() as session:  # a success clears the account's failures
+    with api.db.session() as session:  # a success clears the pair's failures
         assert session.scalar(sa.select(sa.func.count()).select_from(LoginFailure)) == 0
+
+
+def test_lockouts_double_and_are_capped() -> None:
+    assert login.lockout(login.FREE_FAILURES - 1) == timedelta(0)
+    assert login.lockout(login.FREE_FAILURES) == login.FIRST_LOCKOUT
+    assert login.lockout(login.FREE_FAILURES + 1) == 2 * login.FIRST_LOCKOUT
+    assert login.lockout(login.FREE_FAILURES + 100) == login.MAX_LOCKOUT
 
 
 def test_address_throttling_spans_accounts(api: Api) -> None:
@@ -139,27 +147,30 @@ def test_address_throttling_spans_accounts(api: Api) -> None:
         assert response.status_code == 401
     refused = api.client.post("/platform/v1/tokens", headers=api.basic(api.world.admin.email, api.world.admin_password))
     assert refused.status_code == 429
-    with api.db.session() as session:  # another address is not affected
-        user = login.login(
-            session, email=api.world.admin.email, password=api.world.admin_password, address="10.0.0.9", now=api.clock()
-        )
-        assert user.id == api.world.admin.id
+    # another address is not affected
+    user = _login(api.db, api.world.admin.email, api.world.admin_password, "10.0.0.9", api.clock())
+    assert user.id == api.world.admin.id
+
+
+def _login(db: Database, email: str, password: str, address: str, now: datetime) -> User:
+    checker = login.PasswordChecker()
+    call = login.login(db, checker, email=email, password=password, totp=None, address=address, now=now)
+    return anyio.run(lambda: call)
 
 
 def test_throttling_is_kept_in_the_database(db: Database) -> None:
-    """Counts live in the database, so a restart (a new process, here a new session) does not reset them."""
+    """Counts live in the database, so a restart (a new process, here new sessions) does not reset them."""
     now = datetime(2030, 1, 1, tzinfo=UTC)
     with db.session() as session:
         world = make_org(session)
-    for _ in range(login.ACCOUNT_LIMIT):
-        with pytest.raises(Unauthenticated), db.session() as session:
-            login.login(session, email=world.admin.email, password="wrong password!", address="10.0.0.1", now=now)
-    with pytest.raises(RateLimited) as throttled, db.session() as session:
-        login.login(session, email=world.admin.email, password=world.admin_password, address="10.0.0.2", now=now)
-    assert throttled.value.retry_after == int(login.WINDOW.total_seconds())
-    later = now + login.WINDOW
-    with db.session() as session:
-        login.login(session, email=world.admin.email, password=world.admin_password, address="10.0.0.2", now=later)
+    for _ in range(login.FREE_FAILURES):
+        with pytest.raises(Unauthenticated):
+            _login(db, world.admin.email, "wrong password!", "10.0.0.1", now)
+    with pytest.raises(RateLimited) as throttled:
+        _login(db, world.admin.email, world.admin_password, "10.0.0.1", now)
+    assert throttled.value.retry_after == int(login.FIRST_LOCKOUT.total_seconds())
+    later = now + login.FIRST_LOCKOUT
+    _login(db, world.admin.email, world.admin_password, "10.0.0.1", later)
 
 
 def test_totp_is_required_when_enrolled(api: Api) -> None:
@@ -230,10 +241,12 @@ def test_invite_user_then_assign_role_shows_permission_difference(api: Api) -> N
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["email"] == "new.person@example.org" and body["org_role"] == "member"
-    assert len(body["password"]) >= 20
-    assert body["roles"] == {"development": None, "staging": None, "production": None}
+    assert body["status"] == "invited" and "password" not in body  # they join when they accept
+    _member(api, "joined.person@example.org")
+    shown = api.client.get("/platform/v1/users/joined.person@example.org", headers=api.admin).json()
+    assert shown["roles"] == {"development": None, "staging": None, "production": None}
 
-    url = "/platform/v1/users/new.person@example.org/roles/production"
+    url = "/platform/v1/users/joined.person@example.org/roles/production"
     engineer = api.client.put(url, headers=api.admin, json={"role": "engineer"}).json()
     assert engineer["previous_role"] is None and engineer["role"] == "engineer"
     assert "keys:write" in engineer["gained"] and engineer["lost"] == []
@@ -248,7 +261,7 @@ def test_invite_user_then_assign_role_shows_permission_difference(api: Api) -> N
     }
     removed = api.client.put(url, headers=api.admin, json={"role": None}).json()
     assert removed["role"] is None and "logs:read_payload" in removed["lost"]
-    shown = api.client.get("/platform/v1/users/new.person@example.org", headers=api.admin).json()
+    shown = api.client.get("/platform/v1/users/joined.person@example.org", headers=api.admin).json()
     assert shown["roles"]["production"] is None and "password" not in shown
 
 
@@ -284,7 +297,9 @@ def test_org_admins_invite_members_but_not_admins(api: Api) -> None:
     )
     assert (member.status_code, admin.status_code) == (201, 403)
     again = api.client.post("/platform/v1/users", headers=api.admin, json={"email": "a@example.org"})
-    assert again.status_code == 409
+    assert again.status_code == 201 and again.json()["id"] == member.json()["id"]  # one pending invitation
+    member_again = api.client.post("/platform/v1/users", headers=api.admin, json={"email": api.world.admin.email})
+    assert member_again.status_code == 409
 
 
 def test_user_list_pages_and_shows_roles(api: Api) -> None:
@@ -372,7 +387,14 @@ def test_nothing_of_one_organization_is_visible_or_changeable_from_another(api: 
 def test_a_person_in_two_organizations_picks_one(api: Api) -> None:
     with api.db.session() as session:
         other = organizations.create(session, actor=CLI, name="Lakeview", owner_email=api.world.admin.email)
-    ambiguous = api.client.get("/platform/v1/users", headers=api.admin)
+    # The token was made in the first organization: it acts there, and nowhere else.
+    assert api.client.get("/platform/v1/users", headers=api.admin).status_code == 200
+    elsewhere = api.client.get("/platform/v1/users", headers=api.admin, params={"organization": other.organization.id})
+    assert elsewhere.status_code == 404
+    login = api.basic(api.world.admin.email, api.world.admin_password)
+    ambiguous = api.client.post("/platform/v1/tokens", headers=login)
     assert ambiguous.status_code == 400 and "organization" in ambiguous.json()["error"]["message"]
-    picked = api.client.get("/platform/v1/users", headers=api.admin, params={"organization": other.organization.id})
-    assert picked.status_code == 200
+    made = api.client.post("/platform/v1/tokens", headers=login, json={"organization": other.organization.id})
+    assert made.status_code == 201 and made.json()["organization_id"] == other.organization.id
+    picked = api.client.get("/platform/v1/users", headers=api.as_(made.json()["token"]))
+    assert picked.status_code == 200 and [u["email"] for u in picked.json()["users"]] == [api.world.admin.email]

@@ -91,8 +91,8 @@ def test_personal_access_token_is_stored_as_digest_only(db: Database) -> None:
         stored = session.scalar(sa.select(PersonalAccessToken))
         assert stored is not None and world.admin_token.startswith("hwpat_")
         assert world.admin_token not in stored.token_digest
-        user = tokens.authenticate(session, world.admin_token)
-        assert user is not None and user.email == world.admin.email
+        row = tokens.authenticate(session, world.admin_token)
+        assert row is not None and row.user_id == world.admin.id
         assert tokens.authenticate(session, world.admin_token + "x") is None
         assert tokens.authenticate(session, "hwsk_" + world.admin_token[6:]) is None
 

@@ -137,7 +137,7 @@ def init(
     as_json: JsonFlag = False,
 ) -> None:
     """First run: the organization, its three environments, the admin user and a personal access token."""
-    password = _read_secret_file(admin_password_file) if admin_password_file else None
+    password = read_secret_file(admin_password_file) if admin_password_file else None
     with database_session(create=True) as session:
         if if_needed and organizations.is_initialized(session):
             typer.echo("already initialized; nothing to do", err=True)
@@ -147,7 +147,7 @@ def init(
         )
         owner = users.find_by_email(session, created.owner_email)
         assert owner is not None
-        _, token = tokens.create(session, user=owner, name="initial")
+        _, token = tokens.create(session, user=owner, name="initial", organization_id=created.organization.id)
         url = load_settings().public_url
     result: dict[str, Any] = {"organization_id": created.organization.id, "admin_email": created.owner_email}
     if created.owner_password:
@@ -178,7 +178,7 @@ def next_steps(url: str) -> str:
     )
 
 
-def _read_secret_file(path: Path) -> str:
+def read_secret_file(path: Path) -> str:
     try:
         return path.read_text().rstrip("\r\n")
     except OSError as exc:

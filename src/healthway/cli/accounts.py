@@ -7,16 +7,18 @@ Named ``accounts`` because ``healthway.cli`` already binds ``users`` and ``token
 from __future__ import annotations
 
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.orm import Session
 
-from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
+from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail, read_secret_file
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole
-from healthway.errors import NotFound
-from healthway.services import organizations, tokens, users
-from healthway.storage.models import utcnow
+from healthway.errors import InvalidRequest, NotFound
+from healthway.services import invitations, organizations, tokens, users
+from healthway.storage.models import User, utcnow
 from healthway.transports.account_views import role_change_view, user_view
 
 user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
@@ -45,14 +47,48 @@ def user_create(
     """Add a user to the organization; a new account gets a generated password, printed once."""
     with database_session() as session:
         organization = organizations.resolve(session, org)
-        user, password = users.invite(session, actor=CLI, organization=organization, email=email, org_role=org_role)
+        user, password = users.add_member(session, actor=CLI, organization=organization, email=email, org_role=org_role)
     result: dict[str, Any] = {"email": user.email}
     text = f"Added {user.email} as {org_role.value}"
     if password:
         result["password"] = password
-        text += f"\n  Password: {password}   (shown once)"
+        text += f"\n  Password: {password}   (shown once; it must be changed at first use)"
     else:
         text += " (existing account: their password is unchanged)"
+    emit(result, as_json=as_json, text=text)
+
+
+@user_app.command("remove")
+def user_remove(email: Email, org: OrgOption = None, as_json: JsonFlag = False) -> None:
+    """End a user's membership of the organization (their roles there go, their tokens for it are revoked)."""
+    with database_session() as session:
+        organization = organizations.resolve(session, org)
+        if not invitations.withdraw(session, actor=CLI, organization=organization, email=email):
+            users.remove_member(session, actor=CLI, organization=organization, email=email, now=utcnow())
+    emit({"email": email.strip().lower(), "removed": True}, as_json=as_json, text=f"Removed {email}")
+
+
+@user_app.command("set-password")
+def user_set_password(
+    email: Email,
+    password_file: Annotated[
+        Path | None,
+        typer.Option("--password-file", help="File holding the new password; else one is generated (shown once)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Set a user's password. A generated one is printed once and must be changed at first use."""
+    password = read_secret_file(password_file) if password_file else None
+    with database_session() as session:
+        user = users.find_by_email(session, email)
+        if user is None:
+            raise NotFound("no user with that e-mail")
+        generated = users.set_password(session, actor=CLI, user=user, password=password)
+    result: dict[str, Any] = {"email": user.email}
+    text = f"Password set for {user.email}"
+    if generated:
+        result |= {"password": generated, "must_change": True}
+        text += f"\n  Password: {generated}   (shown once; it must be changed at first use)"
     emit(result, as_json=as_json, text=text)
 
 
@@ -97,14 +133,16 @@ app.add_typer(token_app, name="token")
 def token_create(
     email: Annotated[str, typer.Option("--email", help="Whose token it is; it acts with their roles.")],
     name: Annotated[str, typer.Option("--name", help="What the token is for.")],
+    org: OrgOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """A new personal access token, printed once."""
+    """A new personal access token bound to one of the user's organizations, printed once."""
     with database_session() as session:
         user = users.find_by_email(session, email)
         if user is None:
             raise NotFound("no user with that e-mail")
-        row, token = tokens.issue(session, actor=CLI, user=user, name=name)
+        organization_id = _membership(session, user, org)
+        row, token = tokens.issue(session, actor=CLI, user=user, name=name, organization_id=organization_id)
     emit({"token": token, "name": row.name}, as_json=as_json, text=f"{token}   (personal access token, shown once)")
 
 
@@ -121,3 +159,15 @@ def token_revoke(
         row = tokens.find_for(session, actor=CLI, token_id=token_id, token=token)
         tokens.revoke(session, actor=CLI, token=row, now=utcnow())
     emit({"id": row.id, "revoked": True}, as_json=as_json, text=f"Revoked token {row.name!r} ({row.id})")
+
+
+def _membership(session: Session, user: User, org: str | None) -> str | None:
+    """The organization a token is bound to: ``--org`` (one of the user's), else their only one."""
+    memberships = users.organization_ids(session, user)
+    if org is not None:
+        if org not in memberships:
+            raise NotFound("the user is not a member of that organization")
+        return org
+    if len(memberships) > 1:
+        raise InvalidRequest("the user belongs to several organizations; name one with --org")
+    return memberships[0] if memberships else None

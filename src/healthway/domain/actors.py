@@ -20,6 +20,7 @@ class Actor:
     id: str | None = None  # user id, client_id or api_key
     label: str | None = None  # e-mail for users
     address: str | None = None  # client IP address
+    organization_id: str | None = None  # the organization a user's personal access token is bound to
 
     @property
     def is_operator(self) -> bool:

@@ -17,6 +17,11 @@ class AuditAction(StrEnum):
     USER_CREATE = "user:create"
     USER_LOGIN = "user:login"
     USER_LOGIN_FAILED = "user:login_failed"
+    USER_PASSWORD_CHANGE = "user:password_change"
+    USER_REMOVE = "user:remove"  # a membership ends (or a pending invitation is withdrawn)
+    INVITATION_CREATE = "invitation:create"
+    INVITATION_ACCEPT = "invitation:accept"
+    INVITATION_DECLINE = "invitation:decline"
     ROLE_ASSIGN = "role:assign"
     ROLE_REMOVE = "role:remove"
     TOKEN_CREATE = "token:create"

@@ -31,7 +31,10 @@ class Permission(StrEnum):
     ORG_ROLES_ASSIGN = "org_roles:assign"
     USERS_READ = "users:read"
     USERS_INVITE = "users:invite"
+    USERS_REMOVE = "users:remove"
     ENV_ROLES_ASSIGN = "env_roles:assign"
+    # Production admin and analyst read PHI: only owners hand those out (and change owners' roles at all).
+    PHI_ROLES_ASSIGN = "phi_roles:assign"
     AUDIT_READ = "audit:read"
     # per environment
     SOURCES_READ = "sources:read"
@@ -55,12 +58,20 @@ ORG_ROLE_PERMISSIONS: dict[OrgRole, frozenset[Permission]] = {
             Permission.ORG_ROLES_ASSIGN,
             Permission.USERS_READ,
             Permission.USERS_INVITE,
+            Permission.USERS_REMOVE,
             Permission.ENV_ROLES_ASSIGN,
+            Permission.PHI_ROLES_ASSIGN,
             Permission.AUDIT_READ,
         }
     ),
     OrgRole.ADMIN: frozenset(
-        {Permission.ORG_READ, Permission.USERS_READ, Permission.USERS_INVITE, Permission.ENV_ROLES_ASSIGN}
+        {
+            Permission.ORG_READ,
+            Permission.USERS_READ,
+            Permission.USERS_INVITE,
+            Permission.USERS_REMOVE,
+            Permission.ENV_ROLES_ASSIGN,
+        }
     ),
     OrgRole.MEMBER: frozenset({Permission.ORG_READ}),
 }
@@ -102,6 +113,13 @@ def env_permissions(role: EnvRole | None, environment: EnvironmentName) -> froze
     if environment is not EnvironmentName.PRODUCTION:
         granted |= {Permission.LOGS_READ_PAYLOAD}
     return granted
+
+
+def grants_phi(role: EnvRole | None, environment: EnvironmentName) -> bool:
+    """Whether ``role`` reads payloads that are PHI (production admin and analyst)."""
+    return environment is EnvironmentName.PRODUCTION and Permission.LOGS_READ_PAYLOAD in env_permissions(
+        role, environment
+    )
 
 
 def permission_change(old: EnvRole | None, new: EnvRole | None, environment: EnvironmentName) -> dict[str, list[str]]:

@@ -20,7 +20,8 @@ from healthway.storage.models import Environment, EnvironmentRole, Membership
 
 
 def org_role(session: Session, actor: Actor, organization_id: str) -> OrgRole | None:
-    if actor.type is not ActorType.USER:
+    """The actor's role in the organization; None for a token bound to another one (it acts nowhere else)."""
+    if actor.type is not ActorType.USER or actor.organization_id not in (None, organization_id):
         return None
     role = session.scalar(
         sa.select(Membership.role).where(Membership.user_id == actor.id, Membership.organization_id == organization_id)
@@ -41,11 +42,12 @@ def owns_an_organization(session: Session, actor: Actor) -> bool:
 def env_role(session: Session, actor: Actor, environment_id: str) -> EnvRole | None:
     if actor.type is not ActorType.USER:
         return None
-    role = session.scalar(
-        sa.select(EnvironmentRole.role).where(
-            EnvironmentRole.user_id == actor.id, EnvironmentRole.environment_id == environment_id
-        )
+    query = sa.select(EnvironmentRole.role).where(
+        EnvironmentRole.user_id == actor.id, EnvironmentRole.environment_id == environment_id
     )
+    if actor.organization_id is not None:  # a bound token has no role in another organization's environments
+        query = query.join(Environment).where(Environment.organization_id == actor.organization_id)
+    role = session.scalar(query)
     return EnvRole(role) if role else None
 
 

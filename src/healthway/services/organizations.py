@@ -65,11 +65,18 @@ def is_initialized(session: Session) -> bool:
 
 
 def create(
-    session: Session, *, actor: Actor, name: str, owner_email: str, owner_password: str | None = None
+    session: Session,
+    *,
+    actor: Actor,
+    name: str,
+    owner_email: str,
+    owner_password: str | None = None,
+    must_change: bool = True,
 ) -> NewOrganization:
     """An organization with its three environments; the owner gets org role ``owner`` and ``admin`` everywhere.
 
-    Only the installation's operator creates organizations.
+    Only the installation's operator creates organizations. A new owner's generated password must be changed at
+    first use unless ``must_change`` is False.
     """
     if not actor.is_operator:
         raise PermissionDenied("only the installation's operator creates organizations")
@@ -81,7 +88,7 @@ def create(
     session.flush()
     envs = [Environment(organization_id=org.id, name=e.value) for e in EnvironmentName]
     session.add_all(envs)
-    owner, password = users.find_or_create(session, email=owner_email, password=owner_password)
+    owner, password = users.find_or_create(session, email=owner_email, password=owner_password, must_change=must_change)
     session.add(Membership(user_id=owner.id, organization_id=org.id, role=OrgRole.OWNER.value))
     session.flush()
     for env in envs:
@@ -104,7 +111,10 @@ def initialize(
     """First run only: refuses when any organization exists."""
     if is_initialized(session):
         raise AlreadyInitialized("already initialized: an organization exists (use `healthway org create` for more)")
-    return create(session, actor=actor, name=name, owner_email=admin_email, owner_password=admin_password)
+    # The operator running init is the first admin: the password printed to them is theirs to keep.
+    return create(
+        session, actor=actor, name=name, owner_email=admin_email, owner_password=admin_password, must_change=False
+    )
 
 
 def set_allow_legacy_keys(session: Session, *, actor: Actor, organization: Organization, allow: bool) -> None:
@@ -124,10 +134,13 @@ def set_allow_legacy_keys(session: Session, *, actor: Actor, organization: Organ
 
 
 def memberships_of(session: Session, actor: Actor) -> dict[str, Organization]:
-    """The organizations a user belongs to, by ID."""
-    rows = session.scalars(
+    """The organizations a user belongs to, by ID (only the bound one for an organization-bound token)."""
+    query = (
         sa.select(Organization)
         .join(Membership, Membership.organization_id == Organization.id)
         .where(Membership.user_id == actor.id)
     )
+    if actor.organization_id is not None:
+        query = query.where(Organization.id == actor.organization_id)
+    rows = session.scalars(query)
     return {org.id: org for org in rows}

@@ -1,4 +1,9 @@
-"""Replay: deliver a log again, as new deliveries linked to the same log (the message itself is never edited)."""
+"""Replay: deliver a log again, as new deliveries linked to the same log (the message itself is never edited).
+
+Sending a log to a destination it was never routed to discloses its payload there, so it is treated like a
+payload read: in production only roles that may read payloads (``logs:read_payload``) may do it, and every such
+replay is audited as ``payload:view`` besides the ``log:replay`` event that every replay writes.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +15,42 @@ from sqlalchemy.orm import Session
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
-from healthway.errors import InvalidRequest, NotFound
+from healthway.errors import InvalidRequest, NotFound, PermissionDenied
 from healthway.services import audit, authz, deliveries
 from healthway.storage.models import Delivery, Destination, Environment, Log, Subscription
 
 
-def _destination_ids(session: Session, log: Log, destination_id: str | None) -> list[str]:
+def _routed(session: Session, log: Log) -> list[str]:
+    """The destinations the log already went to (it has a delivery for them)."""
+    return list(
+        session.scalars(
+            sa.select(Delivery.destination_id)
+            .where(Delivery.log_id == log.id)
+            .distinct()
+            .order_by(Delivery.destination_id)
+        )
+    )
+
+
+def _destination_ids(session: Session, log: Log, destination_id: str | None, routed: list[str]) -> list[str]:
     """The named destination (it must be in the log's environment), else every one the log was delivered to."""
     if destination_id is not None:
         destination = session.get(Destination, destination_id)
         if destination is None or destination.environment_id != log.environment_id:
             raise NotFound("destination not found")
         return [destination.id]
-    earlier = session.scalars(
-        sa.select(Delivery.destination_id).where(Delivery.log_id == log.id).distinct().order_by(Delivery.destination_id)
-    ).all()
-    if not earlier:
+    if not routed:
         raise InvalidRequest("this log was never routed to a destination; name one to replay it to")
-    return list(earlier)
+    return routed
+
+
+def _require_disclosure(session: Session, actor: Actor, environment: Environment, new: list[str]) -> None:
+    """A replay to a destination the log never went to is a payload disclosure: it needs payload reading."""
+    if new and not authz.env_allows(session, actor, Permission.LOGS_READ_PAYLOAD, environment):
+        raise PermissionDenied(
+            f"a log is replayed only to destinations it was routed to, unless you hold "
+            f"{Permission.LOGS_READ_PAYLOAD} in {environment.name}"
+        )
 
 
 def replay(
@@ -35,33 +58,48 @@ def replay(
 ) -> tuple[Log, list[Delivery]]:
     """New pending deliveries of ``log_id`` (queued behind the subscription's FIFO lane when there is one).
 
-    Writes a ``log:replay`` audit event. The caller wakes the workers after committing.
+    Writes a ``log:replay`` audit event, and a ``payload:view`` one when the log goes to a destination it was
+    never routed to. The caller wakes the workers after committing.
     """
     log = session.get(Log, log_id)
     environment = session.get(Environment, log.environment_id) if log else None
     if log is None or environment is None:
         raise NotFound("log not found")
     authz.require_env(session, actor, Permission.LOGS_REPLAY, environment)
-    created = []
-    for target in _destination_ids(session, log, destination_id):
-        subscription = session.scalar(
-            sa.select(Subscription).where(
-                Subscription.source_id == log.source_id, Subscription.destination_id == target
-            )
-        )
-        created.append(
-            deliveries.new_delivery(session, log=log, subscription=subscription, now=now, destination_id=target)
-        )
+    routed = _routed(session, log)
+    targets = _destination_ids(session, log, destination_id, routed)
+    new = [t for t in targets if t not in routed]
+    _require_disclosure(session, actor, environment, new)
+    created = [_redeliver(session, log, target, now) for target in targets]
     log.status = "received"
     session.flush()
     deliveries.announce(session)
-    audit.record(
-        session,
-        actor=actor,
-        action=AuditAction.LOG_REPLAY,
-        organization_id=environment.organization_id,
-        subject_type="log",
-        subject_id=log.id,
-        summary={"destinations": [d.destination_id for d in created]},
-    )
+    _audit(session, actor, environment, log, [d.destination_id for d in created], new)
     return log, created
+
+
+def _redeliver(session: Session, log: Log, target: str, now: datetime) -> Delivery:
+    subscription = session.scalar(
+        sa.select(Subscription).where(Subscription.source_id == log.source_id, Subscription.destination_id == target)
+    )
+    return deliveries.new_delivery(session, log=log, subscription=subscription, now=now, destination_id=target)
+
+
+def _audit(session: Session, actor: Actor, environment: Environment, log: Log, sent: list[str], new: list[str]) -> None:
+    def record(action: AuditAction, summary: dict[str, object]) -> None:
+        audit.record(
+            session,
+            actor=actor,
+            action=action,
+            organization_id=environment.organization_id,
+            subject_type="log",
+            subject_id=log.id,
+            summary=summary,
+        )
+
+    record(AuditAction.LOG_REPLAY, {"destinations": sent, "new_destinations": new})
+    if new:  # the payload leaves for somewhere it never went: as much a disclosure as reading it
+        record(
+            AuditAction.PAYLOAD_VIEW,
+            {"environment": environment.name, "size": log.size, "via": "replay", "destinations": new},
+        )

@@ -1,4 +1,8 @@
-"""Personal access tokens (``hwpat_``): how a person acts through the Platform API with their own roles."""
+"""Personal access tokens (``hwpat_``): how a person acts through the Platform API with their own roles.
+
+A token is bound to the organization it was made in: a person who belongs to several organizations acts in
+the one each token names, and that organization's audit trail is the one that records the token's story.
+"""
 
 from __future__ import annotations
 
@@ -11,24 +15,26 @@ from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret
 from healthway.errors import InvalidRequest, NotFound, PermissionDenied
-from healthway.services import users
+from healthway.services import audit
 from healthway.storage.models import PersonalAccessToken, User, utcnow
 
 
-def create(session: Session, *, user: User, name: str) -> tuple[PersonalAccessToken, str]:
-    """(row, the token in clear). The clear token is shown once and never stored."""
+def create(
+    session: Session, *, user: User, name: str, organization_id: str | None = None
+) -> tuple[PersonalAccessToken, str]:
+    """(row, the token in clear), bound to ``organization_id``. The clear token is shown once, never stored."""
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidRequest("token name must be 1 to 200 characters")
     token = new_secret(SecretKind.PERSONAL_ACCESS_TOKEN)
-    row = PersonalAccessToken(user_id=user.id, name=name, token_digest=digest(token))
+    row = PersonalAccessToken(user_id=user.id, name=name, token_digest=digest(token), organization_id=organization_id)
     session.add(row)
     session.flush()
     return row, token
 
 
-def authenticate(session: Session, token: str, *, now: datetime | None = None) -> User | None:
-    """The token's user, or None when the token is unknown, revoked or expired."""
+def authenticate(session: Session, token: str, *, now: datetime | None = None) -> PersonalAccessToken | None:
+    """The token, or None when it is unknown, revoked or expired."""
     if not has_kind(token, SecretKind.PERSONAL_ACCESS_TOKEN) or len(token) > 200:
         return None
     now = now or utcnow()
@@ -36,27 +42,34 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
         return None
     row.last_used_at = now
-    return session.get(User, row.user_id)
+    return row
 
 
 # -- lifecycle on behalf of an actor (audited) --------------------------------------------------------------
 
 
-def issue(session: Session, *, actor: Actor, user: User, name: str) -> tuple[PersonalAccessToken, str]:
-    """A new token for ``user``, audited. People create tokens only for themselves; the operator for anyone."""
+def issue(
+    session: Session, *, actor: Actor, user: User, name: str, organization_id: str | None
+) -> tuple[PersonalAccessToken, str]:
+    """A new token for ``user`` bound to ``organization_id`` (one of theirs), audited there. People create tokens
+    only for themselves; the operator for anyone."""
     if not actor.is_operator and actor.id != user.id:
         raise PermissionDenied("personal access tokens are created only by their owner")
-    row, token = create(session, user=user, name=name)
-    users.record_about(
+    row, token = create(session, user=user, name=name, organization_id=organization_id)
+    _audit(session, actor, AuditAction.TOKEN_CREATE, row, user)
+    return row, token
+
+
+def _audit(session: Session, actor: Actor, action: AuditAction, row: PersonalAccessToken, user: User) -> None:
+    audit.record(
         session,
         actor=actor,
-        action=AuditAction.TOKEN_CREATE,
-        user=user,
+        action=action,
+        organization_id=row.organization_id,
         subject_type="personal_access_token",
         subject_id=row.id,
         summary={"name": row.name, "user": user.email},
     )
-    return row, token
 
 
 def active_of(user: User) -> sa.Select[PersonalAccessToken]:
@@ -85,12 +98,18 @@ def revoke(session: Session, *, actor: Actor, token: PersonalAccessToken, now: d
     token.revoked_at = now
     user = session.get(User, token.user_id)
     assert user is not None
-    users.record_about(
-        session,
-        actor=actor,
-        action=AuditAction.TOKEN_REVOKE,
-        user=user,
-        subject_type="personal_access_token",
-        subject_id=token.id,
-        summary={"name": token.name, "user": user.email},
+    _audit(session, actor, AuditAction.TOKEN_REVOKE, token, user)
+
+
+def revoke_bound(session: Session, *, user: User, organization_id: str, now: datetime) -> int:
+    """Revoke the user's tokens bound to an organization they leave; returns how many."""
+    result = session.execute(
+        sa.update(PersonalAccessToken)
+        .where(
+            PersonalAccessToken.user_id == user.id,
+            PersonalAccessToken.organization_id == organization_id,
+            PersonalAccessToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -14,11 +14,18 @@ from healthway.domain import passwords
 from healthway.domain.actors import CLI, Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.environments import EnvironmentName
-from healthway.domain.permissions import EnvRole, OrgRole, Permission, permission_change
+from healthway.domain.permissions import EnvRole, OrgRole, Permission, grants_phi, permission_change
 from healthway.domain.secrets import generate_password
-from healthway.errors import Conflict, InvalidRequest, NotFound
-from healthway.services import audit, authz
-from healthway.storage.models import Environment, EnvironmentRole, Membership, Organization, User
+from healthway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from healthway.services import audit, authz, tokens
+from healthway.storage.models import (
+    Environment,
+    EnvironmentRole,
+    LoginFailure,
+    Membership,
+    Organization,
+    User,
+)
 
 
 def normalize_email(email: str) -> str:
@@ -33,9 +40,13 @@ def find_by_email(session: Session, email: str) -> User | None:
     return session.scalar(sa.select(User).where(User.email == email.strip().lower()))
 
 
-def find_or_create(session: Session, *, email: str, password: str | None) -> tuple[User, str | None]:
+def find_or_create(
+    session: Session, *, email: str, password: str | None, must_change: bool = True
+) -> tuple[User, str | None]:
     """(user, generated password). An existing user keeps their password; a new one gets ``password`` or a
-    generated one, which is returned so it can be shown once."""
+    generated one, which is returned so it can be shown once. Someone other than the user sees a generated
+    password, so it must be changed at first use unless ``must_change`` is False (``healthway init``: the operator
+    who reads it IS that user)."""
     email = normalize_email(email)
     existing = find_by_email(session, email)
     if existing is not None:
@@ -44,10 +55,40 @@ def find_or_create(session: Session, *, email: str, password: str | None) -> tup
     if password is None:
         password = generated = generate_password()
     passwords.check_policy(password)
-    user = User(email=email, password_hash=passwords.hash_password(password))
+    user = User(
+        email=email,
+        password_hash=passwords.hash_password(password),
+        password_must_change=generated is not None and must_change,
+    )
     session.add(user)
     session.flush()
     return user, generated
+
+
+def set_password(session: Session, *, actor: Actor, user: User, password: str | None) -> str | None:
+    """Give ``user`` a new password: the given one, or a generated one (returned to be shown once) that must be
+    changed at first use. The user themself, or the operator. Clears the account's failed logins; audited."""
+    if not actor.is_operator and actor.id != user.id:
+        raise PermissionDenied("a password is changed only by its owner or the operator")
+    generated = None
+    if password is None:
+        password = generated = generate_password()
+    passwords.check_policy(password)
+    user.password_hash = passwords.hash_password(password)
+    user.password_must_change = generated is not None
+    session.execute(sa.delete(LoginFailure).where(LoginFailure.email == user.email))
+    targets: list[str | None] = [*organization_ids(session, user)] or [None]
+    for organization_id in targets:
+        audit.record(
+            session,
+            actor=actor,
+            action=AuditAction.USER_PASSWORD_CHANGE,
+            organization_id=organization_id,
+            subject_type="user",
+            subject_id=user.email,
+            summary={"generated": generated is not None},
+        )
+    return generated
 
 
 def assign_env_role(session: Session, *, user: User, environment: Environment, role: EnvRole | None) -> EnvRole | None:
@@ -91,35 +132,7 @@ def organization_ids(session: Session, user: User) -> list[str]:
     return list(session.scalars(sa.select(Membership.organization_id).where(Membership.user_id == user.id)))
 
 
-def record_about(
-    session: Session,
-    *,
-    actor: Actor,
-    action: AuditAction,
-    user: User,
-    subject_type: str,
-    subject_id: str,
-    summary: dict[str, Any],
-) -> None:
-    """Audit something that belongs to a person rather than to one organization (logins, personal tokens).
-
-    The event is written once into each organization the user belongs to, so each one's owners see the
-    whole story of their people; a user of one organization (the usual case) gets exactly one event.
-    """
-    targets: list[str | None] = [*organization_ids(session, user)] or [None]
-    for organization_id in targets:
-        audit.record(
-            session,
-            actor=actor,
-            action=action,
-            organization_id=organization_id,
-            subject_type=subject_type,
-            subject_id=subject_id,
-            summary=summary,
-        )
-
-
-def invite(
+def add_member(
     session: Session,
     *,
     actor: Actor,
@@ -127,11 +140,10 @@ def invite(
     email: str,
     org_role: OrgRole = OrgRole.MEMBER,
 ) -> tuple[User, str | None]:
-    """Add a person to ``organization``: (user, generated password shown once; None when they already had an
-    account in another organization). Org admins invite members; only owners grant ``admin`` or ``owner``."""
-    authz.require_org(session, actor, Permission.USERS_INVITE, organization.id)
-    if org_role is not OrgRole.MEMBER:
-        authz.require_org(session, actor, Permission.ORG_ROLES_ASSIGN, organization.id)
+    """The operator adds a person to ``organization`` at once: (user, generated password shown once, which must be
+    changed at first use; None when they already had an account). People invite instead (services/invitations)."""
+    if not actor.is_operator:
+        raise PermissionDenied("only the installation's operator adds members directly; invite them instead")
     user, password = find_or_create(session, email=email, password=None)
     if session.get(Membership, (user.id, organization.id)) is not None:
         raise Conflict(f"{user.email} is already a member of this organization")
@@ -147,6 +159,55 @@ def invite(
         summary={"email": user.email, "org_role": org_role.value, "new_account": password is not None},
     )
     return user, password
+
+
+def remove_member(session: Session, *, actor: Actor, organization: Organization, email: str, now: datetime) -> User:
+    """End a membership: its environment roles go, and the tokens bound to the organization are revoked.
+
+    Org owners and admins remove members; only owners remove an admin or an owner; the last owner stays.
+    """
+    authz.require_org(session, actor, Permission.USERS_REMOVE, organization.id)
+    member = _member(session, organization, email)
+    if member.org_role is not OrgRole.MEMBER:
+        authz.require_org(session, actor, Permission.ORG_ROLES_ASSIGN, organization.id)
+    if member.org_role is OrgRole.OWNER and _owner_count(session, organization) == 1:
+        raise Conflict("the last owner of an organization cannot be removed")
+    user = member.user
+    env_ids = sa.select(Environment.id).where(Environment.organization_id == organization.id)
+    session.execute(
+        sa.delete(EnvironmentRole).where(
+            EnvironmentRole.user_id == user.id, EnvironmentRole.environment_id.in_(env_ids)
+        )
+    )
+    session.execute(
+        sa.delete(Membership).where(Membership.user_id == user.id, Membership.organization_id == organization.id)
+    )
+    revoked = tokens.revoke_bound(session, user=user, organization_id=organization.id, now=now)
+    audit.record(
+        session,
+        actor=actor,
+        action=AuditAction.USER_REMOVE,
+        organization_id=organization.id,
+        subject_type="user",
+        subject_id=user.email,
+        summary={
+            "org_role": member.org_role.value,
+            "roles": {k: _value(v) for k, v in member.roles.items()},
+            "tokens_revoked": revoked,
+        },
+    )
+    return user
+
+
+def _owner_count(session: Session, organization: Organization) -> int:
+    return int(
+        session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Membership)
+            .where(Membership.organization_id == organization.id, Membership.role == OrgRole.OWNER.value)
+        )
+        or 0
+    )
 
 
 def get_member(session: Session, *, actor: Actor, organization: Organization, email: str) -> Member:
@@ -189,12 +250,17 @@ def set_env_role(
 ) -> RoleChange:
     """Give a member ``role`` in ``environment`` (None removes access) and say what they gain and lose.
 
-    Org owners and admins assign environment roles. An unchanged role writes no audit event.
+    Org owners and admins assign environment roles; only owners grant a role that reads PHI (production admin
+    or analyst) or change an owner's roles, so an admin cannot raise themselves to PHI or demote an owner.
+    An unchanged role writes no audit event.
     """
     authz.require_org(session, actor, Permission.ENV_ROLES_ASSIGN, environment.organization_id)
     organization = session.get(Organization, environment.organization_id)
     assert organization is not None
-    user = _member(session, organization, email).user
+    member = _member(session, organization, email)
+    if member.org_role is OrgRole.OWNER or grants_phi(role, EnvironmentName(environment.name)):
+        authz.require_org(session, actor, Permission.PHI_ROLES_ASSIGN, environment.organization_id)
+    user = member.user
     previous = assign_env_role(session, user=user, environment=environment, role=role)
     diff = permission_change(previous, role, EnvironmentName(environment.name))
     if previous != role:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -100,6 +101,8 @@ class User(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    # A generated password someone else has seen (an operator, an inviter): it must be changed at first use.
+    password_must_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
 
 class Membership(Base):
@@ -111,6 +114,19 @@ class Membership(Base):
         ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     role: Mapped[str] = mapped_column(String(20))  # OrgRole
+
+
+class Invitation(Base):
+    """An organization's offer of membership to a user; pending until the user accepts it (consent)."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (UniqueConstraint("organization_id", "user_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = _fk("organizations.id", index=False)  # the unique constraint indexes it
+    user_id: Mapped[str] = _fk("users.id")
+    org_role: Mapped[str] = mapped_column(String(20))  # OrgRole granted on acceptance
+    invited_by: Mapped[str | None] = mapped_column(String(320))  # the inviter's e-mail (or "cli")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class EnvironmentRole(Base):
@@ -128,6 +144,8 @@ class PersonalAccessToken(Base):
     __tablename__ = "personal_access_tokens"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = _fk("users.id")
+    # The organization the token acts in (None: made before tokens were bound, or by a user of no organization).
+    organization_id: Mapped[str | None] = _fk("organizations.id", nullable=True)
     name: Mapped[str] = mapped_column(String(200))
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -353,8 +371,11 @@ class LoginFailure(Base):
     __table_args__ = (
         Index("ix_login_failures_email_occurred", "email", "occurred_at"),
         Index("ix_login_failures_address_occurred", "address", "occurred_at"),
+        Index("ix_login_failures_email_address_occurred", "email", "address", "occurred_at"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320))  # as typed (normalized), even when no such user exists
     address: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime]
+    # Attempts refused while this failure's lockout held: counted here, not audited one by one.
+    refused: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from healthway.domain.permissions import EnvRole, OrgRole
+from healthway.services.invitations import Pending
 from healthway.services.users import Member, RoleChange
 from healthway.storage.models import AuditEvent, Environment, Organization, PersonalAccessToken
 
@@ -42,6 +43,19 @@ def user_view(member: Member) -> dict[str, Any]:
         "totp": member.user.totp_secret is not None,
         "created_at": member.user.created_at.isoformat(),
         "last_login_at": _iso(member.user.last_login_at),
+    }
+
+
+def invitation_view(pending: Pending) -> dict[str, Any]:
+    """The same fields whoever is invited: nothing says whether the address already had an account."""
+    return {
+        "id": pending.invitation.id,
+        "email": pending.email,
+        "organization_id": pending.organization.id,
+        "organization_name": pending.organization.name,
+        "org_role": pending.invitation.org_role,
+        "status": "invited",
+        "created_at": pending.invitation.created_at.isoformat(),
     }
 
 

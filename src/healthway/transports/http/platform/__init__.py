@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from healthway.transports.http.platform import (
     audit,
     destinations,
+    invitations,
     legacy_keys,
     logs,
     oauth_keys,
@@ -28,6 +29,7 @@ router.include_router(oauth_keys.router)
 router.include_router(logs.router)
 router.include_router(organizations.router)
 router.include_router(users.router)
+router.include_router(invitations.router)
 router.include_router(tokens.router)
 router.include_router(audit.router)
 router.include_router(destinations.router)

@@ -14,7 +14,7 @@ from healthway.domain.actors import Actor, ActorType
 from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, NotFound, Unauthenticated
 from healthway.services import authz, organizations, tokens
-from healthway.storage.models import Environment, Organization
+from healthway.storage.models import Environment, Organization, User
 from healthway.storage.pagination import page
 
 
@@ -30,11 +30,12 @@ def current_actor(request: Request) -> Actor:
         raise Unauthenticated("a personal access token is required: Authorization: Bearer hwpat_...")
     hw = get_healthway(request)
     with hw.db.session() as session:
-        user = tokens.authenticate(session, token.strip(), now=hw.clock())
-        if user is None:
+        row = tokens.authenticate(session, token.strip(), now=hw.clock())
+        user = session.get(User, row.user_id) if row else None
+        if row is None or user is None:
             raise Unauthenticated("invalid, expired or revoked personal access token")
         client = request.client.host if request.client else None
-        return Actor(ActorType.USER, id=user.id, label=user.email, address=client)
+        return Actor(ActorType.USER, id=user.id, label=user.email, address=client, organization_id=row.organization_id)
 
 
 T = TypeVar("T")
@@ -49,8 +50,14 @@ OrganizationParam = Annotated[
 
 
 def caller_organization(session: Session, actor: Actor, organization_id: str | None) -> Organization:
-    """The organization a request acts in: the named one (if the caller belongs to it) or the caller's only one."""
+    """The organization a request acts in: the token's own (a bound token acts nowhere else), else the named one
+    (if the caller belongs to it) or the caller's only one."""
     memberships = organizations.memberships_of(session, actor)
+    if actor.organization_id is not None:
+        bound = memberships.get(actor.organization_id)
+        if bound is None or organization_id not in (None, bound.id):
+            raise NotFound("organization not found")
+        return bound
     if organization_id:
         if organization_id not in memberships:
             raise NotFound("organization not found")

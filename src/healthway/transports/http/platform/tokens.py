@@ -2,7 +2,9 @@
 
 ``POST /tokens`` takes either ``Authorization: Bearer hwpat_...`` (another token for the same person) or
 ``Authorization: Basic`` e-mail:password, plus ``Healthway-TOTP`` when the user has TOTP: that is the login
-path, throttled per account and per client address.
+path, throttled per (account, client address). The token is bound to one organization: the ``organization``
+named (body or query), else the user's only one. ``PUT /account/password`` changes the caller's own password,
+authenticated with the current one (so that a generated, must-change password can be replaced).
 """
 
 from __future__ import annotations
@@ -14,15 +16,24 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from healthway.app import Healthway
 from healthway.domain.actors import Actor, ActorType
-from healthway.errors import Unauthenticated
-from healthway.services import login, tokens
+from healthway.errors import InvalidRequest, Unauthenticated
+from healthway.services import login, organizations, tokens, users
 from healthway.storage.models import PersonalAccessToken, User
 from healthway.storage.pagination import page
 from healthway.transports.account_views import token_view
-from healthway.transports.http.platform.deps import ActorDep, Cursor, HealthwayDep, Limit
+from healthway.transports.http.platform.deps import (
+    ActorDep,
+    Cursor,
+    HealthwayDep,
+    Limit,
+    OrganizationParam,
+    caller_organization,
+    current_actor,
+)
 
 router = APIRouter(tags=["tokens"])
 TOTP_HEADER = "healthway-totp"
@@ -30,16 +41,44 @@ TOTP_HEADER = "healthway-totp"
 
 class TokenCreate(BaseModel):
     name: str = Field(default="api", min_length=1, max_length=200)
+    organization: str | None = Field(
+        default=None, max_length=64, description="The organization the token acts in; needed only for several"
+    )
 
 
 @router.post("/tokens", status_code=201)
-def create_token(request: Request, response: Response, hw: HealthwayDep, body: TokenCreate | None = None) -> Any:
-    """A new personal access token for the caller; the token is in this answer only."""
-    with hw.db.session() as session:
-        user, actor = _authenticate(hw, session, request)
-        row, token = tokens.issue(session, actor=actor, user=user, name=body.name if body else "api")
+async def create_token(
+    request: Request,
+    response: Response,
+    hw: HealthwayDep,
+    body: TokenCreate | None = None,
+    organization: OrganizationParam = None,
+) -> Any:
+    """A new personal access token for the caller, bound to one of their organizations; in this answer only."""
+    body = body or TokenCreate()
+    requested = body.organization or organization
+    actor = await _authenticate(hw, request, requested)
+    row, token = await run_in_threadpool(_issue, hw, actor, body.name, requested)
     response.headers["Cache-Control"] = "no-store"
-    return {"token": token, "name": row.name, "id": row.id}
+    return {"token": token, "name": row.name, "id": row.id, "organization_id": row.organization_id}
+
+
+def _issue(hw: Healthway, actor: Actor, name: str, requested: str | None) -> tuple[PersonalAccessToken, str]:
+    with hw.db.session() as session:
+        user = session.get(User, actor.id)
+        assert user is not None
+        organization_id = _token_organization(session, actor, requested)
+        return tokens.issue(session, actor=actor, user=user, name=name, organization_id=organization_id)
+
+
+def _token_organization(session: Session, actor: Actor, requested: str | None) -> str | None:
+    """A token made with a bound token stays in its organization; else the one named, or the user's only one."""
+    if actor.organization_id is not None or requested:
+        return caller_organization(session, actor, requested).id
+    memberships = organizations.memberships_of(session, actor)
+    if len(memberships) > 1:
+        raise InvalidRequest('you belong to several organizations; name one with "organization"')
+    return next(iter(memberships), None)
 
 
 @router.get("/tokens")
@@ -66,21 +105,37 @@ def revoke_token(token_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
         tokens.revoke(session, actor=actor, token=row, now=hw.clock())
 
 
-def _authenticate(hw: Healthway, session: Session, request: Request) -> tuple[User, Actor]:
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    address = request.client.host if request.client else None
+async def _authenticate(hw: Healthway, request: Request, organization: str | None) -> Actor:
+    """The caller, by HTTP Basic (a password login) or by one of their tokens."""
+    scheme = request.headers.get("authorization", "").partition(" ")[0]
     if scheme.lower() == "basic":
-        email, password = _basic_credentials(credentials)
-        totp = request.headers.get(TOTP_HEADER)
-        user = login.login(session, email=email, password=password, totp=totp, address=address, now=hw.clock())
-    elif scheme.lower() == "bearer":
-        found = tokens.authenticate(session, credentials.strip(), now=hw.clock())
-        if found is None:
-            raise Unauthenticated("invalid, expired or revoked personal access token")
-        user = found
-    else:
-        raise Unauthenticated("log in with HTTP Basic (e-mail:password) or a personal access token")
-    return user, Actor(ActorType.USER, id=user.id, label=user.email, address=address)
+        return await basic_login(hw, request, organization=organization)
+    if scheme.lower() == "bearer":
+        return await run_in_threadpool(current_actor, request)
+    raise Unauthenticated("log in with HTTP Basic (e-mail:password) or a personal access token")
+
+
+async def basic_login(
+    hw: Healthway, request: Request, *, organization: str | None = None, allow_must_change: bool = False
+) -> Actor:
+    """Password login from ``Authorization: Basic`` (+ ``Healthway-TOTP``); throttled, argon2 in a bounded pool."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthenticated("log in with HTTP Basic: your e-mail and current password")
+    email, password = _basic_credentials(credentials)
+    address = request.client.host if request.client else None
+    user = await login.login(
+        hw.db,
+        hw.password_checker,
+        email=email,
+        password=password,
+        totp=request.headers.get(TOTP_HEADER),
+        address=address,
+        now=hw.clock(),
+        organization_id=organization,
+        allow_must_change=allow_must_change,
+    )
+    return Actor(ActorType.USER, id=user.id, label=user.email, address=address)
 
 
 def _basic_credentials(credentials: str) -> tuple[str, str]:
@@ -92,3 +147,21 @@ def _basic_credentials(credentials: str) -> tuple[str, str]:
     if not colon:
         raise Unauthenticated("malformed Basic credentials")
     return email, password
+
+
+class PasswordChange(BaseModel):
+    password: str = Field(min_length=1, max_length=1100, description="The new password (12 characters or more)")
+
+
+@router.put("/account/password", status_code=204)
+async def change_password(request: Request, hw: HealthwayDep, body: PasswordChange) -> None:
+    """Change the caller's own password; authenticated with HTTP Basic and the CURRENT password (+ TOTP)."""
+    actor = await basic_login(hw, request, allow_must_change=True)
+    await run_in_threadpool(_set_password, hw, actor, body.password)
+
+
+def _set_password(hw: Healthway, actor: Actor, password: str) -> None:
+    with hw.db.session() as session:
+        user = session.get(User, actor.id)
+        assert user is not None
+        users.set_password(session, actor=actor, user=user, password=password)

@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
-from healthway.services import authz, organizations, users
+from healthway.services import authz, invitations, organizations, users
 from healthway.storage.models import User
 from healthway.storage.pagination import page
-from healthway.transports.account_views import role_change_view, user_view
+from healthway.transports.account_views import invitation_view, role_change_view, user_view
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
@@ -56,12 +56,22 @@ def list_users(
 def create_user(
     body: UserCreate, hw: HealthwayDep, actor: ActorDep, organization: OrganizationParam = None
 ) -> dict[str, Any]:
-    """Invite someone. The answer holds a generated ``password`` (shown once) only when the account is new."""
+    """Invite someone: a pending invitation they accept themselves. The answer is the same whether or not the
+    address has an account (and never holds a password)."""
     with hw.db.session() as session:
         org = caller_organization(session, actor, organization)
-        user, password = users.invite(session, actor=actor, organization=org, email=body.email, org_role=body.org_role)
-        view = user_view(users.get_member(session, actor=actor, organization=org, email=user.email))
-    return {**view, "password": password} if password else view
+        pending = invitations.invite(session, actor=actor, organization=org, email=body.email, org_role=body.org_role)
+        return invitation_view(pending)
+
+
+@router.delete("/users/{email}", status_code=204)
+def remove_user(email: str, hw: HealthwayDep, actor: ActorDep, organization: OrganizationParam = None) -> None:
+    """End someone's membership (their roles here go, their tokens for here are revoked), or withdraw their
+    pending invitation."""
+    with hw.db.session() as session:
+        org = caller_organization(session, actor, organization)
+        if not invitations.withdraw(session, actor=actor, organization=org, email=email):
+            users.remove_member(session, actor=actor, organization=org, email=email, now=hw.clock())
 
 
 @router.get("/users/{email}")
