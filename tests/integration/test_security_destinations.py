@@ -30,15 +30,17 @@ from healthway.app import build
 from healthway.delivery.senders import Target
 from healthway.delivery.senders.mllp import MllpSender
 from healthway.delivery.senders.sftp import SftpSender
+from healthway.delivery.senders.webhook import WebhookSender
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.retry import Outcome
 from healthway.services.outbound import OutboundGuard
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, Base, Destination
-from healthway.testing import FakeResolver
+from healthway.testing import FakeResolver, loopback_guard
 from healthway.transports.http.app import create_app
 from tests.factories import make_access_token, make_org, make_source
+from tests.integration.test_delivery_senders import JSON_MESSAGE
 from tests.integration.test_intake import FIXTURES, NEW_PATIENT, Env
 from tests.integration.test_mllp_tls import hl7_message, write_pki
 
@@ -423,3 +425,20 @@ def test_an_sftp_destination_without_a_host_key_fingerprint_is_refused(db: Datab
         missing = create(env, **fields)
         assert missing.status_code == 400 and "host_key_sha256 is required" in missing.json()["error"]["message"]
         assert create(env, **fields, host_key_sha256=FINGERPRINT).status_code == 201
+
+
+def test_a_stored_token_with_a_line_break_is_a_final_failure_not_a_blocked_lane(httpserver: HTTPServer) -> None:
+    """A verification token stored before control characters were refused: never sent, and not retried for ever."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    config = {"url": httpserver.url_for("/hook"), "verification_token": "vt\r\nX-Injected: 1"}
+
+    async def go() -> Any:
+        sender = WebhookSender(guard=loopback_guard(), timeout=5)
+        try:
+            return await sender.send(Target("w", "webhook", config), JSON_MESSAGE)
+        finally:
+            await sender.aclose()
+
+    result = asyncio.run(go())
+    assert result.outcome is Outcome.REJECTED and "verification-token header" in result.detail
+    assert "X-Injected" not in result.detail and httpserver.log == []

@@ -11,7 +11,7 @@ import httpx
 from healthway.delivery.guarded import AnswerTooLarge, guarded_client, read_capped
 from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
-from healthway.delivery.senders.webhook import headers_for
+from healthway.delivery.senders.webhook import UnsafeHeader, headers_for
 from healthway.services.outbound import AddressRefused, OutboundGuard
 from healthway.services.sync_requests import Answer, Route
 
@@ -50,9 +50,11 @@ class Forwarder:
         assert self._client is not None, "started with the server"
         message = Message(str(uuid.uuid4()), log_id, source_id, content_type, body)
         target = Target(route.destination_id, route.kind, route.config)
-        request = self._client.build_request(
-            "POST", str(route.config["url"]), content=body, headers=headers_for(target, message)
-        )
+        try:
+            headers = headers_for(target, message)
+        except UnsafeHeader as exc:
+            return Answer(0, "", b"", str(exc))
+        request = self._client.build_request("POST", str(route.config["url"]), content=body, headers=headers)
         try:
             response = await self._client.send(request, stream=True)  # streamed: read up to the cap, no further
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 
 import aiohttp
@@ -17,6 +18,7 @@ from healthway.services.outbound import AddressRefused, OutboundGuard
 
 MAX_ANSWER = 2**20  # bytes of a destination's answer read before giving up on reusing its connection
 USER_AGENT = "Healthway"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret): Standard Webhooks' prefix for signing secrets
 
 
@@ -31,7 +33,13 @@ def sign(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
+class UnsafeHeader(ValueError):
+    """A header value built from stored data holds a control character (a verification token stored before they
+    were refused, an odd content type): sending it could split the request, and retrying cannot fix it."""
+
+
 def headers_for(target: Target, message: Message, *, now: int | None = None) -> dict[str, str]:
+    """The request headers of a delivery. Raises UnsafeHeader (naming the header, never its value)."""
     timestamp = int(time.time()) if now is None else now
     headers = {
         "content-type": message.content_type,
@@ -45,6 +53,9 @@ def headers_for(target: Target, message: Message, *, now: int | None = None) -> 
         headers["webhook-signature"] = signature
     if token := target.config.get("verification_token"):
         headers["verification-token"] = token
+    for name, value in headers.items():
+        if _CONTROL.search(value):
+            raise UnsafeHeader(f"the {name} header would hold a control character; the destination must be recreated")
     return headers
 
 
@@ -75,7 +86,10 @@ class WebhookSender:
         return self._session
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
-        headers = headers_for(target, message)
+        try:
+            headers = headers_for(target, message)
+        except UnsafeHeader as exc:  # final: the same stored value would fail every retry and block the FIFO lane
+            return AttemptResult(Outcome.REJECTED, None, str(exc))
         url = yarl.URL(str(target.config["url"]))
         try:
             check_literal(self._guard, url.host or "")

@@ -61,7 +61,7 @@ def _read_pem(path: Any, directory: str | None, inodes: set[tuple[int, int]]) ->
     if inside or (info.st_dev, info.st_ino) in inodes or not os.path.isfile(real) or info.st_size > MAX_BYTES:
         return None
     try:
-        with open(real, encoding="ascii") as file:  # noqa: PTH123
+        with open(real, encoding="ascii") as file:
             text = file.read(MAX_BYTES + 1)
     except (OSError, UnicodeDecodeError):
         return None
