@@ -259,7 +259,7 @@ def test_a_server_certificate_from_an_unknown_ca_is_a_retry(pki: Path) -> None:
 def test_the_system_store_does_not_trust_a_private_ca(pki: Path) -> None:
     async def go() -> list[AttemptResult]:
         async with tls_peer(pki) as peer:
-            return await send_all(tls_target(peer.port), hl7_message("S1"))  # no ca_file: the system CAs
+            return await send_all(tls_target(peer.port), hl7_message("S1"))  # no ca_pem: the system CAs
 
     (result,) = asyncio.run(go())
     assert result.outcome is Outcome.RETRY and "certificate verify failed" in result.detail
