@@ -31,6 +31,7 @@ from healthway.storage.models import (
     User,
     utcnow,
 )
+from healthway.testing import LOOPBACK_POLICY
 
 
 @dataclass
@@ -75,7 +76,9 @@ def make_destination(
 ) -> Destination:
     """A destination through the real service (a webhook to an unused loopback URL unless told otherwise)."""
     config = config or {"url": "http://127.0.0.1:9/hook"}
-    destination, _ = destinations.create(session, actor=CLI, environment=env, name=name, kind=kind, config=config)
+    destination, _ = destinations.create(
+        session, actor=CLI, environment=env, name=name, kind=kind, config=config, outbound=LOOPBACK_POLICY
+    )
     return destination
 
 

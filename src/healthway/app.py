@@ -16,10 +16,12 @@ from sqlalchemy.orm import Session
 
 from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import DeliveryWorker, build_worker
+from healthway.domain.outbound import OutboundPolicy
 from healthway.services import deliveries
 from healthway.services.group_commit import GroupCommitter
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.services.login import PasswordChecker
+from healthway.services.outbound import OutboundGuard, Resolver, SystemResolver
 from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_limit
 from healthway.settings import Settings
 from healthway.storage.db import Database
@@ -69,6 +71,7 @@ class Healthway:
     jwks_fetcher: JwksFetcher
     forwarder: Forwarder
     password_checker: PasswordChecker
+    outbound: OutboundGuard  # the outbound-address policy: destinations are checked with it when made and used
     listeners: list[Listener] = field(default_factory=list)
 
 
@@ -91,13 +94,18 @@ def build(
     listeners: list[Listener] | None = None,
     jwks_fetcher: JwksFetcher | None = None,
     password_checker: PasswordChecker | None = None,
+    resolver: Resolver | None = None,
 ) -> Healthway:
+    """``resolver`` answers every DNS question about a destination's host (tests give a fake one)."""
     db = db or Database(settings.resolved_database_url)
     rate_limiter = RateLimiter(settings.redis_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
-    worker = build_worker(db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age)
+    outbound = OutboundGuard(OutboundPolicy.from_settings(settings), resolver or SystemResolver())
+    worker = build_worker(
+        db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age, guard=outbound
+    )
     committer = GroupCommitter(db, on_commit=_waking(worker))
-    forwarder = Forwarder(timeout=settings.request_timeout)
+    forwarder = Forwarder(timeout=settings.request_timeout, guard=outbound, max_answer_bytes=settings.http_max_bytes)
     extra: list[Listener] = [MetricsListener(settings.metrics_address, metrics)] if settings.metrics_address else []
     return Healthway(
         settings=settings,
@@ -111,5 +119,6 @@ def build(
         jwks_fetcher=jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls),
         forwarder=forwarder,
         password_checker=password_checker or PasswordChecker(),
+        outbound=outbound,
         listeners=[committer, worker, forwarder, *extra, *(listeners or [])],
     )

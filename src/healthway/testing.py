@@ -1,4 +1,5 @@
-"""Fakes shipped for tests: a settable clock, a recording sender, client key pairs and a JWKS fetcher."""
+"""Fakes shipped for tests: a settable clock, a recording sender, client key pairs, a JWKS fetcher and a DNS
+resolver."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from healthway.delivery.senders import Message, Target
+from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.services.jwks_fetcher import JwksUnavailable
+from healthway.services.outbound import OutboundGuard, SystemResolver
 
 
 @dataclass
@@ -139,3 +142,32 @@ class FakeJwksFetcher:
         if url not in self.sets:
             raise JwksUnavailable("the JWKS URL could not be fetched")
         return self.sets[url]
+
+
+# -- outbound connections: a resolver the test controls ---------------------------------------------------------
+
+
+@dataclass
+class FakeResolver:
+    """Answers DNS questions from ``answers`` (host name → addresses) without a network; an unknown name does not
+    resolve. ``answers`` may be changed between calls (a name that starts pointing elsewhere); every question is
+    recorded in ``asked``."""
+
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        name = host.rstrip(".").lower()
+        self.asked.append(name)
+        if name not in self.answers:
+            raise OSError(f"{name} does not resolve (fake)")
+        return list(self.answers[name])
+
+
+LOOPBACK_POLICY = OutboundPolicy(allow_loopback=True, allow_http=True)
+
+
+def loopback_guard(resolver: FakeResolver | None = None) -> OutboundGuard:
+    """The guard of a gateway whose operator allows loopback and plain-HTTP destinations (what tests with
+    receivers on 127.0.0.1 need)."""
+    return OutboundGuard(LOOPBACK_POLICY, resolver or SystemResolver())

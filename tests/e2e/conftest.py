@@ -81,6 +81,9 @@ def cli(tmp_path: Path) -> Cli:
         "HEALTHWAY_HTTP_PORT": str(free_port()),
         "HEALTHWAY_MLLP_PORT": str(free_port()),
         "HEALTHWAY_SFTP_PORT": str(free_port()),
+        # Receivers in these tests listen on 127.0.0.1 over plain HTTP: the operator's opt-ins allow that.
+        "HEALTHWAY_ALLOW_LOOPBACK_DESTINATIONS": "1",
+        "HEALTHWAY_ALLOW_HTTP_DESTINATIONS": "1",
     }
     return Cli(env, tmp_path)
 

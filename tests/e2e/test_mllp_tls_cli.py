@@ -1,4 +1,5 @@
-"""``healthway destination create --kind mllp --tls`` with CA and client certificate files, through the real CLI."""
+"""``healthway destination create --kind mllp --tls`` with CA and client certificate files, through the real CLI:
+the CLI reads the files and the server stores their PEM content (DESIGN §6)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from tests.integration.test_mllp_tls import write_pki
 MLLP = ("destination", "create", "--env", "development", "--kind", "mllp", "--host", "lab.example.org")
 
 
-def test_mllp_tls_destination_stores_absolute_file_paths_and_refuses_bad_files(cli: Cli) -> None:
+def test_mllp_tls_destination_stores_the_files_pem_content_and_never_shows_the_key(cli: Cli) -> None:
     (cli.cwd / "pki").mkdir()
     pki = write_pki(cli.cwd / "pki")
     cli.run("init", "--org", "Northwind", "--admin-email", "admin@example.org")
@@ -22,11 +23,13 @@ def test_mllp_tls_destination_stores_absolute_file_paths_and_refuses_bad_files(c
         "host": "lab.example.org",
         "port": 6661,
         "tls": True,
-        "ca_file": str(pki / "ca.pem"),  # relative paths are made absolute against the working directory
-        "cert_file": str(pki / "client.pem"),
-        "key_file": str(pki / "client.key"),
+        "ca_pem": (pki / "ca.pem").read_text(),
+        "cert_pem": (pki / "client.pem").read_text(),
+        "has_key_pem": True,  # the key is a secret: stored, never shown
     }
-    assert "BEGIN" not in created.stdout + created.stderr  # paths only, never the files' contents
+    assert "PRIVATE KEY" not in created.stdout + created.stderr
+    listed = cli.run("destination", "list", "--env", "development", "--json").stdout
+    assert "PRIVATE KEY" not in listed and "has_key_pem" in listed
 
     def refused(*args: str) -> str:
         result = cli.run(*MLLP, "--name", "Bad", "--port", "6662", *args, check=False)
@@ -34,7 +37,7 @@ def test_mllp_tls_destination_stores_absolute_file_paths_and_refuses_bad_files(c
         assert "Traceback" not in result.stderr and "BEGIN" not in result.stderr
         return result.stderr.strip()
 
-    missing = str(cli.cwd / "pki" / "nope.pem")
-    assert refused("--tls", "--tls-ca-file", "pki/nope.pem") == f"error: ca_file {missing} does not exist"
-    assert "both cert_file and key_file" in refused("--tls", "--tls-cert-file", "pki/client.pem")
+    assert refused("--tls", "--tls-ca-file", "pki/nope.pem").startswith("error: cannot read pki/nope.pem")
+    assert refused("--tls", "--tls-ca-file", "pki/client.key") == "error: ca_pem holds no PEM CA certificate"
+    assert "both cert_pem and key_pem" in refused("--tls", "--tls-cert-file", "pki/client.pem")
     assert "set tls to true" in refused("--tls-ca-file", "pki/ca.pem")

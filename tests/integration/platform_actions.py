@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from healthway.domain import passwords
 from healthway.domain.actors import CLI
+from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
 from healthway.services import (
     deliveries,
@@ -139,6 +140,7 @@ def _destination_id(session: Session, world: World, environment: str) -> str:
         name=f"dst-{uuid.uuid4().hex[:8]}",
         kind="webhook",
         config={"url": "https://receiver.example.org/hook"},
+        outbound=OutboundPolicy(),
     )
     return destination.id
 

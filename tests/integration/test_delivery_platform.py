@@ -61,7 +61,15 @@ def test_destinations_of_every_kind_never_show_their_credentials_again(env: Env)
     hook = create_destination(env, kind="webhook", url="https://partner.example.org/in", verification_token="vt")
     assert hook["signing_secret"].startswith("whsec_") and hook["kind"] == "webhook"
     sftp = create_destination(
-        env, "Drop", kind="sftp", host="127.0.0.1", port=22, username="u", password="pw-123", path="/in"
+        env,
+        "Drop",
+        kind="sftp",
+        host="127.0.0.1",
+        port=22,
+        username="u",
+        password="pw-123",
+        path="/in",
+        host_key_sha256="SHA256:" + "A" * 43,
     )
     mllp = create_destination(env, "Lab", kind="mllp", host="127.0.0.1", port=2575, tls=True)
     fhir = create_destination(env, "FHIR", kind="fhir", url="https://fhir.example.org/r4")

@@ -25,6 +25,7 @@ from healthway.delivery.senders.sftp import SftpSender
 from healthway.delivery.senders.webhook import WebhookSender
 from healthway.domain.retry import Outcome
 from healthway.services.destinations import new_signing_secret
+from healthway.testing import loopback_guard
 
 ADT = "MSH|^~\\&|EHR|HOSP|GW|HOSP|202601010000||ADT^A01|{id}|P|2.5\rPID|1||42^^^HOSP||DOE^JANE\r"
 
@@ -47,7 +48,7 @@ def test_webhook_posts_the_body_with_headers_and_a_verifiable_signature(httpserv
     target_with_token = Target("dest-1", "webhook", {**target.config, "verification_token": "vt-123"})
 
     async def go() -> list[Any]:
-        sender = WebhookSender()
+        sender = WebhookSender(guard=loopback_guard())
         try:
             return [await sender.send(target, JSON_MESSAGE), await sender.send(target_with_token, JSON_MESSAGE)]
         finally:
@@ -71,7 +72,7 @@ def test_webhook_signs_bodies_that_are_not_utf8(httpserver: HTTPServer) -> None:
     binary = Message("d1", "l1", "s1", "application/octet-stream", bytes(range(256)))
 
     async def go() -> None:
-        sender = WebhookSender()
+        sender = WebhookSender(guard=loopback_guard())
         try:
             assert (await sender.send(target, binary)).outcome is Outcome.DELIVERED
         finally:
@@ -93,7 +94,7 @@ def test_webhook_non_2xx_and_timeouts_are_retried(httpserver: HTTPServer) -> Non
     httpserver.expect_request("/slow").respond_with_handler(slow)
 
     async def go() -> list[Any]:
-        sender = WebhookSender(timeout=0.2)
+        sender = WebhookSender(guard=loopback_guard(), timeout=0.2)
         try:
             fail = await sender.send(Target("d", "webhook", {"url": httpserver.url_for("/fail")}), JSON_MESSAGE)
             late = await sender.send(Target("d", "webhook", {"url": httpserver.url_for("/slow")}), JSON_MESSAGE)
@@ -113,7 +114,7 @@ def test_webhook_follows_no_redirect_and_survives_a_huge_answer(httpserver: HTTP
     httpserver.expect_request("/big").respond_with_data(b"x" * (5 * 2**20), status=200)
 
     async def go() -> list[Any]:
-        sender = WebhookSender()
+        sender = WebhookSender(guard=loopback_guard())
         try:
             moved = await sender.send(Target("d", "webhook", {"url": httpserver.url_for("/moved")}), JSON_MESSAGE)
             big = await sender.send(Target("d", "webhook", {"url": httpserver.url_for("/big")}), JSON_MESSAGE)
@@ -178,7 +179,7 @@ def ack(code: str, control_id: str | None = None) -> Callable[[hl7.Message], str
 def test_mllp_acknowledgment_codes(code: str, outcome: Outcome) -> None:
     async def go() -> Any:
         async with mllp_peer(ack(code)) as (port, received):
-            sender = MllpSender()
+            sender = MllpSender(guard=loopback_guard())
             try:
                 result = await sender.send(Target("m", "mllp", {"host": "127.0.0.1", "port": port}), hl7_message("C1"))
             finally:
@@ -193,7 +194,7 @@ def test_mllp_acknowledgment_codes(code: str, outcome: Outcome) -> None:
 def test_mllp_reuses_one_connection_and_checks_the_control_id() -> None:
     async def go() -> None:
         async with mllp_peer(ack("AA")) as (port, received):
-            sender = MllpSender()
+            sender = MllpSender(guard=loopback_guard())
             target = Target("m", "mllp", {"host": "127.0.0.1", "port": port})
             try:
                 results = await asyncio.gather(*(sender.send(target, hl7_message(f"C{n}")) for n in range(5)))
@@ -203,7 +204,7 @@ def test_mllp_reuses_one_connection_and_checks_the_control_id() -> None:
             finally:
                 await sender.aclose()
         async with mllp_peer(ack("AA", control_id="SOMETHING-ELSE")) as (port, _):
-            sender = MllpSender()
+            sender = MllpSender(guard=loopback_guard())
             try:
                 wrong = await sender.send(Target("m", "mllp", {"host": "127.0.0.1", "port": port}), hl7_message("C9"))
             finally:
@@ -215,7 +216,7 @@ def test_mllp_reuses_one_connection_and_checks_the_control_id() -> None:
 
 def test_mllp_reconnects_after_the_peer_drops_the_connection() -> None:
     async def go() -> None:
-        sender = MllpSender(timeout=2)
+        sender = MllpSender(guard=loopback_guard(), timeout=2)
         try:
             async with mllp_peer(ack("AA")) as (port, _):
                 target = Target("m", "mllp", {"host": "127.0.0.1", "port": port})
@@ -277,7 +278,7 @@ def test_sftp_uploads_under_a_temporary_name_then_renames_with_a_pinned_host_key
                 "path": "/inbox",
                 "host_key_sha256": fingerprint,
             }
-            sender = SftpSender(timeout=10)
+            sender = SftpSender(guard=loopback_guard(), timeout=10)
             good = await sender.send(Target("s", "sftp", config), hl7_message("C1"))
             wrong_key = await sender.send(
                 Target("s", "sftp", {**config, "host_key_sha256": "SHA256:" + "A" * 43}), hl7_message("C2")
@@ -306,7 +307,7 @@ def test_fhir_forwards_queries_and_delivers_message_bundles(httpserver: HTTPServ
     message = {"resourceType": "Bundle", "type": "message", "entry": []}
 
     async def go() -> list[Any]:
-        sender = FhirSender(timeout=2)
+        sender = FhirSender(guard=loopback_guard(), timeout=2)
         try:
             answer = await sender.request(target, method="GET", path="Patient", params={"family": "Doe"})
             sent = await sender.send(

@@ -19,7 +19,7 @@ from healthway.services.deliveries import Policy
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, Delivery, Log, Source
-from healthway.testing import DELIVERED, FakeClock, RecordingSender
+from healthway.testing import DELIVERED, FakeClock, RecordingSender, loopback_guard
 from tests.factories import make_destination, make_log, make_org, make_source, make_subscription
 
 
@@ -39,6 +39,7 @@ def make_worker(db: Database, clock: FakeClock, sender: RecordingSender, max_age
         clock=clock,
         policy=Policy(max_age=timedelta(seconds=max_age)),
         metrics=DeliveryMetrics(CollectorRegistry()),
+        guard=loopback_guard(),
         senders=Senders({"webhook": sender, "mllp": sender}),
     )
 

@@ -24,11 +24,12 @@ from werkzeug import Request, Response
 from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
 from healthway.domain.actors import CLI
+from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.errors import InvalidRequest
 from healthway.services import destinations
 from healthway.storage.db import Database
-from healthway.testing import FakeMonotonic, make_key_pair
+from healthway.testing import FakeMonotonic, loopback_guard, make_key_pair
 from tests.factories import make_destination, make_org, make_subscription
 from tests.integration.test_intake import FIXTURES, Env, make_env
 
@@ -152,7 +153,7 @@ def outcomes(results: list[AttemptResult]) -> list[tuple[Outcome, str | None]]:
 def test_client_secret_basic_one_token_shared_by_concurrent_sends(httpserver: HTTPServer) -> None:
     peer = Peer(httpserver)
     target = Target("dest-1", "fhir", peer.config(client_secret=SECRET, scope="system/*.write"))
-    results = send_all(FhirSender(), [target] * 12)
+    results = send_all(FhirSender(guard=loopback_guard()), [target] * 12)
     assert outcomes(results) == [(Outcome.DELIVERED, "201")] * 12
     assert peer.problems == [] and len(peer.token_forms) == 1
     assert peer.token_forms[0] == {"grant_type": "client_credentials", "scope": "system/*.write"}
@@ -163,7 +164,7 @@ def test_client_secret_basic_one_token_shared_by_concurrent_sends(httpserver: HT
 def test_client_secret_post_sends_the_credentials_in_the_form(httpserver: HTTPServer) -> None:
     peer = Peer(httpserver, method="client_secret_post")
     config = peer.config(client_secret=SECRET, token_auth_method="client_secret_post")
-    results = send_all(FhirSender(), [Target("dest-1", "fhir", config)])
+    results = send_all(FhirSender(guard=loopback_guard()), [Target("dest-1", "fhir", config)])
     assert outcomes(results) == [(Outcome.DELIVERED, "201")] and peer.problems == []
     assert peer.token_forms[0]["client_id"] == CLIENT_ID and "scope" not in peer.token_forms[0]
 
@@ -178,7 +179,7 @@ def test_private_key_jwt_assertion_verifies_and_is_never_reused(httpserver: HTTP
     clock = FakeMonotonic()
 
     async def go() -> list[AttemptResult]:
-        sender = FhirSender(clock=clock)
+        sender = FhirSender(guard=loopback_guard(), clock=clock)
         try:
             first = await sender.send(target, RESOURCE)
             clock.advance(61)  # the token has expired: a second fetch, with a second assertion
@@ -198,7 +199,7 @@ def test_token_is_reused_until_shortly_before_it_expires(httpserver: HTTPServer)
     clock = FakeMonotonic()
 
     async def go() -> None:
-        sender = FhirSender(clock=clock)
+        sender = FhirSender(guard=loopback_guard(), clock=clock)
         try:
             for step in (0, 200, 69):  # 269 s after the fetch: still cached (refetch 30 s before expiry)
                 clock.advance(step)
@@ -217,7 +218,7 @@ def test_a_changed_config_gets_its_own_token(httpserver: HTTPServer) -> None:
     peer = Peer(httpserver)
     before = Target("dest-1", "fhir", peer.config(client_secret=SECRET))
     after = Target("dest-1", "fhir", peer.config(client_secret=SECRET, scope="system/Patient.write"))
-    assert outcomes(send_all(FhirSender(), [before, after])) == [(Outcome.DELIVERED, "201")] * 2
+    assert outcomes(send_all(FhirSender(guard=loopback_guard()), [before, after])) == [(Outcome.DELIVERED, "201")] * 2
     assert len(peer.token_forms) == 2 and len(set(peer.fhir_seen)) == 2
 
 
@@ -226,7 +227,7 @@ def test_401_drops_the_token_and_retries_once_with_a_new_one(httpserver: HTTPSer
     target = Target("dest-1", "fhir", peer.config(client_secret=SECRET))
 
     async def go() -> list[AttemptResult]:
-        sender = FhirSender()
+        sender = FhirSender(guard=loopback_guard())
         try:
             first = await sender.send(target, RESOURCE)
             peer.valid.clear()  # the server revokes every token it gave
@@ -244,7 +245,7 @@ def test_a_server_that_keeps_answering_401_gets_exactly_one_retry(httpserver: HT
     peer = Peer(httpserver)
     peer.valid = _NeverValid()
     target = Target("dest-1", "fhir", peer.config(client_secret=SECRET))
-    [result] = send_all(FhirSender(), [target])
+    [result] = send_all(FhirSender(guard=loopback_guard()), [target])
     assert (result.outcome, result.response_code, result.detail) == (Outcome.RETRY, "401", "HTTP 401")
     assert len(peer.token_forms) == 2 and len(peer.fhir_seen) == 2
 
@@ -263,7 +264,7 @@ def test_refused_credentials_are_a_retry_without_the_secret(
     caplog.set_level(logging.DEBUG)
     peer = Peer(httpserver, refuse=True)
     target = Target("dest-1", "fhir", peer.config(client_secret=SECRET))
-    results = send_all(FhirSender(), [target] * 3)
+    results = send_all(FhirSender(guard=loopback_guard()), [target] * 3)
     detail = "the FHIR server's token endpoint refused the client credentials (invalid_client)"
     assert [(r.outcome, r.detail) for r in results] == [(Outcome.RETRY, detail)] * 3
     assert len(peer.token_forms) == 1  # concurrent sends share the failed fetch too
@@ -275,7 +276,7 @@ def test_refused_credentials_are_a_retry_without_the_secret(
 def test_unreachable_token_endpoint_is_a_retry(httpserver: HTTPServer) -> None:
     peer = Peer(httpserver)
     config = peer.config(client_secret=SECRET, token_url="http://127.0.0.1:9/token")
-    [result] = send_all(FhirSender(), [Target("dest-1", "fhir", config)])
+    [result] = send_all(FhirSender(guard=loopback_guard()), [Target("dest-1", "fhir", config)])
     assert result.outcome is Outcome.RETRY
     assert result.detail.startswith("the FHIR server's token endpoint is unreachable")
     assert peer.fhir_seen == []
@@ -298,7 +299,7 @@ def test_unusable_token_answers_make_the_destination_unavailable(
                                        "client_id": CLIENT_ID, "client_secret": SECRET})  # fmt: skip
 
     async def go() -> None:
-        sender = FhirSender()
+        sender = FhirSender(guard=loopback_guard())
         try:
             with pytest.raises(DestinationUnavailable, match=re.escape(detail)) as raised:
                 await sender.request(target, method="GET", path="Patient/x")
@@ -350,7 +351,7 @@ def _create(db: Database, **config: Any) -> dict[str, Any]:
         tag = secrets.token_hex(4)  # a new organization per call
         env = make_org(session, name=f"Org {tag}", email=f"admin-{tag}@example.org").envs["development"]
         destination, secret = destinations.create(
-            session, actor=CLI, environment=env, name="FHIR", kind="fhir", config=config
+            session, actor=CLI, environment=env, name="FHIR", kind="fhir", config=config, outbound=OutboundPolicy()
         )
         assert secret is None
         return destinations.view(destination, env)

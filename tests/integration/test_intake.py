@@ -52,7 +52,9 @@ def make_env(db: Database, **settings: Any) -> Iterator[Env]:
         ehr, lis = make_source(session, dev, "EHR"), make_source(session, dev, "LIS")
         token = make_access_token(session, dev)
         ehr_token = make_access_token(session, dev, sources=[ehr])
-    app = create_app(build(Settings(_env_file=None, **settings), db=db))
+    # Receivers in these tests listen on 127.0.0.1 over plain HTTP: the operator's opt-ins allow that.
+    opt_ins = {"allow_loopback_destinations": True, "allow_http_destinations": True}
+    app = create_app(build(Settings(_env_file=None, **(opt_ins | settings)), db=db))
     with TestClient(app) as client:
         yield Env(client, db, world, ehr, lis, token, ehr_token)
 

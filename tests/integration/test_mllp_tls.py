@@ -30,6 +30,7 @@ from healthway.delivery.senders.mllp import MllpSender
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.errors import InvalidRequest
 from healthway.services.destinations import _mllp as validate_mllp
+from healthway.testing import LOOPBACK_POLICY, loopback_guard
 
 ADT = "MSH|^~\\&|EHR|HOSP|GW|HOSP|202601010000||ADT^A01|{id}|P|2.5\rPID|1||42^^^HOSP||DOE^JANE\r"
 NOW = datetime.datetime.now(datetime.UTC)
@@ -166,12 +167,13 @@ async def tls_peer(pki: Path, cert: str = "server", *, require_client_cert: bool
 
 
 def tls_target(port: int, host: str = "127.0.0.1", target_id: str = "m", **files: Path) -> Target:
-    config: dict[str, Any] = {"host": host, "port": port, "tls": True} | {k: str(v) for k, v in files.items()}
+    """``ca_pem=path`` etc.: the destination holds the files' PEM text (by value), as the CLI sends it."""
+    config: dict[str, Any] = {"host": host, "port": port, "tls": True} | {k: v.read_text() for k, v in files.items()}
     return Target(target_id, "mllp", config)
 
 
 async def send_all(target: Target, *messages: Message) -> list[AttemptResult]:
-    sender = MllpSender(timeout=5)
+    sender = MllpSender(guard=loopback_guard(), timeout=5)
     try:
         return [await sender.send(target, message) for message in messages]
     finally:
@@ -184,7 +186,7 @@ async def send_all(target: Target, *messages: Message) -> list[AttemptResult]:
 def test_delivers_over_tls_verifying_the_server_against_the_ca(pki: Path) -> None:
     async def go() -> tuple[list[AttemptResult], Peer]:
         async with tls_peer(pki) as peer:
-            target = tls_target(peer.port, ca_file=pki / "ca.pem")
+            target = tls_target(peer.port, ca_pem=pki / "ca.pem")
             return await send_all(target, hl7_message("T1"), hl7_message("T2")), peer
 
     results, peer = asyncio.run(go())
@@ -195,7 +197,7 @@ def test_delivers_over_tls_verifying_the_server_against_the_ca(pki: Path) -> Non
 def test_localhost_by_name_is_verified_too(pki: Path) -> None:
     async def go() -> list[AttemptResult]:
         async with tls_peer(pki) as peer:
-            return await send_all(tls_target(peer.port, host="localhost", ca_file=pki / "ca.pem"), hl7_message("L1"))
+            return await send_all(tls_target(peer.port, host="localhost", ca_pem=pki / "ca.pem"), hl7_message("L1"))
 
     assert [r.outcome for r in asyncio.run(go())] == [Outcome.DELIVERED]
 
@@ -211,11 +213,11 @@ def test_mutual_tls_presents_the_client_certificate_and_loads_the_context_once(
         return real_load(*files)
 
     monkeypatch.setattr(mllp_module, "load_tls_context", counting_load)
-    files = {"ca_file": pki / "ca.pem", "cert_file": pki / "client.pem", "key_file": pki / "client.key"}
+    files = {"ca_pem": pki / "ca.pem", "cert_pem": pki / "client.pem", "key_pem": pki / "client.key"}
 
     async def go() -> tuple[list[AttemptResult], Peer]:
         async with tls_peer(pki, require_client_cert=True) as peer:
-            sender = MllpSender(timeout=5)
+            sender = MllpSender(guard=loopback_guard(), timeout=5)
             try:
                 # Two destinations with the same files: two connections, one SSL context.
                 first = await sender.send(tls_target(peer.port, target_id="a", **files), hl7_message("M1"))
@@ -234,7 +236,7 @@ def test_mutual_tls_presents_the_client_certificate_and_loads_the_context_once(
 def test_a_missing_client_certificate_is_a_retry_with_a_tls_detail(pki: Path) -> None:
     async def go() -> tuple[list[AttemptResult], Peer]:
         async with tls_peer(pki, require_client_cert=True) as peer:
-            return await send_all(tls_target(peer.port, ca_file=pki / "ca.pem"), hl7_message("X1")), peer
+            return await send_all(tls_target(peer.port, ca_pem=pki / "ca.pem"), hl7_message("X1")), peer
 
     (result,), peer = asyncio.run(go())
     assert result.outcome is Outcome.RETRY and result.response_code is None
@@ -246,7 +248,7 @@ def test_a_missing_client_certificate_is_a_retry_with_a_tls_detail(pki: Path) ->
 def test_a_server_certificate_from_an_unknown_ca_is_a_retry(pki: Path) -> None:
     async def go() -> tuple[list[AttemptResult], Peer]:
         async with tls_peer(pki, "stranger") as peer:
-            return await send_all(tls_target(peer.port, ca_file=pki / "ca.pem"), hl7_message("U1")), peer
+            return await send_all(tls_target(peer.port, ca_pem=pki / "ca.pem"), hl7_message("U1")), peer
 
     (result,), peer = asyncio.run(go())
     assert result.outcome is Outcome.RETRY
@@ -257,7 +259,7 @@ def test_a_server_certificate_from_an_unknown_ca_is_a_retry(pki: Path) -> None:
 def test_the_system_store_does_not_trust_a_private_ca(pki: Path) -> None:
     async def go() -> list[AttemptResult]:
         async with tls_peer(pki) as peer:
-            return await send_all(tls_target(peer.port), hl7_message("S1"))  # no ca_file: the system CAs
+            return await send_all(tls_target(peer.port), hl7_message("S1"))  # no ca_pem: the system CAs
 
     (result,) = asyncio.run(go())
     assert result.outcome is Outcome.RETRY and "certificate verify failed" in result.detail
@@ -266,7 +268,7 @@ def test_the_system_store_does_not_trust_a_private_ca(pki: Path) -> None:
 def test_a_certificate_for_another_host_name_is_a_retry(pki: Path) -> None:
     async def go() -> list[AttemptResult]:
         async with tls_peer(pki, "elsewhere") as peer:
-            return await send_all(tls_target(peer.port, ca_file=pki / "ca.pem"), hl7_message("H1"))
+            return await send_all(tls_target(peer.port, ca_pem=pki / "ca.pem"), hl7_message("H1"))
 
     (result,) = asyncio.run(go())
     assert result.outcome is Outcome.RETRY
@@ -274,61 +276,63 @@ def test_a_certificate_for_another_host_name_is_a_retry(pki: Path) -> None:
     assert "127.0.0.1" in result.detail  # OpenSSL says which name did not match
 
 
-def test_unreadable_tls_files_are_a_retry_not_a_crash(pki: Path, tmp_path: Path) -> None:
-    (tmp_path / "key-only.pem").write_bytes((pki / "client.key").read_bytes())
-
+def test_unusable_tls_material_and_old_file_paths_are_a_retry_not_a_crash(pki: Path) -> None:
     async def go() -> list[AttemptResult]:
         async with tls_peer(pki) as peer:
-            missing = tls_target(peer.port, ca_file=tmp_path / "gone.pem")
-            wrong = tls_target(peer.port, ca_file=tmp_path / "key-only.pem")
-            sender = MllpSender(timeout=5)
+            wrong = tls_target(peer.port, ca_pem=pki / "client.key")  # a key where the CA should be
+            legacy = Target("old", "mllp", {"host": "127.0.0.1", "port": peer.port, "tls": True, "ca_file": "/x"})
+            sender = MllpSender(guard=loopback_guard(), timeout=5)
             try:
-                results = [await sender.send(missing, hl7_message("F1")), await sender.send(wrong, hl7_message("F2"))]
-                good = tls_target(peer.port, ca_file=pki / "ca.pem")
+                results = [await sender.send(wrong, hl7_message("F1")), await sender.send(legacy, hl7_message("F2"))]
+                good = tls_target(peer.port, ca_pem=pki / "ca.pem")
                 return [*results, await sender.send(good, hl7_message("F3"))]  # the sender still works
             finally:
                 await sender.aclose()
 
-    missing, wrong, good = asyncio.run(go())
-    assert (missing.outcome, missing.detail) == (
-        Outcome.RETRY,
-        "TLS setup failed: cannot load ca_file (No such file or directory)",
-    )
-    assert wrong.outcome is Outcome.RETRY and wrong.detail.startswith("TLS setup failed: cannot load ca_file")
-    assert "PRIVATE KEY" not in wrong.detail
+    wrong, legacy, good = asyncio.run(go())
+    assert (wrong.outcome, wrong.detail) == (Outcome.RETRY, "TLS setup failed: ca_pem holds no PEM CA certificate")
+    assert legacy.outcome is Outcome.RETRY and "no longer read" in legacy.detail
+    assert "PRIVATE KEY" not in wrong.detail + legacy.detail
     assert good.outcome is Outcome.DELIVERED
 
 
 # -- the destination's config, as the CLI and the Platform API check it ----------------------------------------
 
 
-def test_config_stores_absolute_paths_of_readable_files(pki: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(pki.parent)
-    config = {"host": "lab", "port": 6661, "tls": True, "ca_file": f"{pki.name}/ca.pem"}
-    config |= {"cert_file": str(pki / "client.pem"), "key_file": str(pki / "client.key")}
-    stored = validate_mllp(config)
-    assert stored["ca_file"] == str(pki / "ca.pem") and stored["key_file"] == str(pki / "client.key")
-    assert validate_mllp({"host": "lab", "port": 6661})["tls"] is False
+PEM = {"ca_pem": "ca.pem", "cert_pem": "client.pem", "key_pem": "client.key"}
+
+
+def test_config_stores_the_pem_text(pki: Path) -> None:
+    config = {"host": "lab", "port": 6661, "tls": True} | {k: (pki / v).read_text() for k, v in PEM.items()}
+    stored = validate_mllp(config, LOOPBACK_POLICY)
+    assert stored["ca_pem"] == (pki / "ca.pem").read_text() and stored["key_pem"] == (pki / "client.key").read_text()
+    assert validate_mllp({"host": "lab", "port": 6661}, LOOPBACK_POLICY)["tls"] is False
 
 
 @pytest.mark.parametrize(
     ("config", "message"),
     [
         ({"tls": "yes"}, "tls must be true or false"),
-        ({"ca_file": "ca.pem"}, "set tls to true"),
-        ({"tls": True, "cert_file": "client.pem"}, "needs both cert_file and key_file"),
-        ({"tls": True, "key_file": "client.key"}, "needs both cert_file and key_file"),
-        ({"tls": True, "ca_file": "nope.pem"}, "nope.pem does not exist"),
-        ({"tls": True, "ca_file": "."}, "is not a file"),
-        ({"tls": True, "ca_file": "client.key"}, "ca_file holds no PEM CA certificate"),
-        ({"tls": True, "cert_file": "client.key", "key_file": "client.key"}, "PEM certificate and its matching"),
-        ({"tls": True, "cert_file": "client.pem", "key_file": "server.key"}, "PEM certificate and its matching"),
+        ({"ca_pem": "ca.pem"}, "set tls to true"),
+        ({"tls": True, "cert_pem": "client.pem"}, "needs both cert_pem and key_pem"),
+        ({"tls": True, "key_pem": "client.key"}, "needs both cert_pem and key_pem"),
+        ({"tls": True, "ca_pem": "client.key"}, "ca_pem holds no PEM CA certificate"),
+        ({"tls": True, "cert_pem": "client.key", "key_pem": "client.key"}, "PEM certificate and its matching"),
+        ({"tls": True, "cert_pem": "client.pem", "key_pem": "server.key"}, "PEM certificate and its matching"),
     ],
 )
-def test_config_refuses_bad_tls_settings(
-    pki: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], message: str
-) -> None:
-    monkeypatch.chdir(pki)
+def test_config_refuses_bad_tls_material(pki: Path, config: dict[str, Any], message: str) -> None:
+    config = {k: (pki / v).read_text() if k.endswith("_pem") else v for k, v in config.items()}
     with pytest.raises(InvalidRequest, match=message) as raised:
-        validate_mllp({"host": "lab", "port": 6661} | config)
-    assert "BEGIN" not in raised.value.message  # never the files' contents
+        validate_mllp({"host": "lab", "port": 6661} | config, LOOPBACK_POLICY)
+    assert "BEGIN" not in raised.value.message  # never the PEM text
+
+
+@pytest.mark.parametrize("field", ["ca_file", "cert_file", "key_file"])
+def test_config_refuses_file_paths_without_looking_at_them(pki: Path, field: str) -> None:
+    for path in (str(pki / "ca.pem"), str(pki / "nope.pem")):  # an existing file and a missing one: the same answer
+        with pytest.raises(InvalidRequest) as raised:
+            validate_mllp({"host": "lab", "port": 6661, "tls": True, field: path}, LOOPBACK_POLICY)
+        assert raised.value.message == (
+            "TLS material is given by value (ca_pem, cert_pem, key_pem as PEM text), not as paths"
+        )

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
+from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail, load_settings
 from healthway.domain.actors import CLI
+from healthway.domain.outbound import OutboundPolicy
 from healthway.services import destinations, organizations
 from healthway.storage.models import utcnow
 
@@ -27,8 +28,14 @@ def _read(path: Path | None) -> str | None:
         fail(f"cannot read {path}: {exc.strerror}")
 
 
-def _path(path: Path | None) -> str | None:
-    return None if path is None else str(path)
+def _pem(path: Path | None) -> str | None:
+    """A PEM file's content: the CLI reads local files, the server stores what they hold (DESIGN §6)."""
+    if path is None:
+        return None
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"cannot read {path}: {getattr(exc, 'strerror', None) or 'not a PEM text file'}")
 
 
 @destination_app.command("create")
@@ -55,7 +62,8 @@ def destination_create(
     ] = None,
     path: Annotated[str | None, typer.Option("--path", help="sftp: remote directory")] = None,
     host_key_sha256: Annotated[
-        str | None, typer.Option("--host-key-sha256", help="sftp: pin the server's key (ssh-keygen -l format)")
+        str | None,
+        typer.Option("--host-key-sha256", help="sftp (required): the server's key fingerprint (ssh-keygen -l format)"),
     ] = None,
     token_url: Annotated[str | None, typer.Option("--token-url", help="fhir: OAuth token endpoint")] = None,
     client_id: Annotated[str | None, typer.Option("--client-id", help="fhir: OAuth client ID")] = None,
@@ -78,10 +86,9 @@ def destination_create(
         "host": host,
         "port": port,
         "tls": tls,
-        # Paths, not contents: the sender reads the files (the service makes them absolute and checks them).
-        "ca_file": _path(tls_ca_file),
-        "cert_file": _path(tls_cert_file),
-        "key_file": _path(tls_key_file),
+        "ca_pem": _pem(tls_ca_file),
+        "cert_pem": _pem(tls_cert_file),
+        "key_pem": _pem(tls_key_file),
         "username": username,
         "password": _read(password_file),
         "private_key": _read(private_key_file),
@@ -98,7 +105,13 @@ def destination_create(
     with database_session() as session:
         environment = organizations.environment(session, organizations.resolve(session, org).id, env)
         destination, secret = destinations.create(
-            session, actor=CLI, environment=environment, name=name, kind=kind, config=config
+            session,
+            actor=CLI,
+            environment=environment,
+            name=name,
+            kind=kind,
+            config=config,
+            outbound=OutboundPolicy.from_settings(load_settings()),
         )
         result = destinations.view(destination, environment) | ({"signing_secret": secret} if secret else {})
     text = f"Created {kind} destination {name!r} ({destination.id}) in {environment.name}"

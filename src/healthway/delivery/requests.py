@@ -8,9 +8,11 @@ from collections.abc import Mapping
 
 import httpx
 
+from healthway.delivery.guarded import AnswerTooLarge, guarded_client, read_capped
 from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
-from healthway.delivery.senders.webhook import headers_for
+from healthway.delivery.senders.webhook import UnsafeHeader, headers_for
+from healthway.services.outbound import AddressRefused, OutboundGuard
 from healthway.services.sync_requests import Answer, Route
 
 
@@ -23,15 +25,17 @@ class Forwarder:
 
     name = "sync_requests"
 
-    def __init__(self, *, timeout: float, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, *, timeout: float, guard: OutboundGuard, max_answer_bytes: int) -> None:
+        """``max_answer_bytes``: a destination's answer is read up to this size; a larger one is a failure (502)."""
         self._timeout = timeout
-        self._transport = transport
+        self._guard = guard
+        self._max_answer = max_answer_bytes
         self._client: httpx.AsyncClient | None = None
         self._fhir: FhirSender | None = None
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self._timeout, transport=self._transport, follow_redirects=False)
-        self._fhir = FhirSender(timeout=self._timeout, transport=self._transport)
+        self._client = guarded_client(self._guard, timeout=self._timeout)
+        self._fhir = FhirSender(guard=self._guard, timeout=self._timeout, max_answer_bytes=self._max_answer)
 
     async def stop(self) -> None:
         for closable in (self._client, self._fhir):
@@ -47,15 +51,24 @@ class Forwarder:
         message = Message(str(uuid.uuid4()), log_id, source_id, content_type, body)
         target = Target(route.destination_id, route.kind, route.config)
         try:
-            response = await self._client.post(
-                str(route.config["url"]), content=body, headers=headers_for(target, message)
-            )
+            headers = headers_for(target, message)
+        except UnsafeHeader as exc:
+            return Answer(0, "", b"", str(exc))
+        request = self._client.build_request("POST", str(route.config["url"]), content=body, headers=headers)
+        try:
+            response = await self._client.send(request, stream=True)  # streamed: read up to the cap, no further
+            try:
+                answer = await read_capped(response, self._max_answer)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise TimedOut from None
+        except (AddressRefused, AnswerTooLarge) as exc:
+            return Answer(0, "", b"", str(exc))
         except httpx.HTTPError as exc:
             return Answer(0, "", b"", f"request failed: {type(exc).__name__}")
         content = response.headers.get("content-type", "application/json")
-        return Answer(response.status_code, content, response.content, f"HTTP {response.status_code}")
+        return Answer(response.status_code, content, answer, f"HTTP {response.status_code}")
 
     async def fhir(self, route: Route, *, method: str, path: str, params: Mapping[str, str]) -> Answer:
         assert self._fhir is not None, "started with the server"

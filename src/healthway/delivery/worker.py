@@ -30,6 +30,7 @@ from healthway.delivery.senders import Senders, default_senders
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.domain.routing import carry_problem
 from healthway.services.deliveries import Policy, Sent
+from healthway.services.outbound import OutboundGuard
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.queue import Lane
@@ -60,11 +61,14 @@ class DeliveryWorker:
         clock: Clock,
         policy: Policy,
         metrics: DeliveryMetrics,
+        guard: OutboundGuard,
         senders: Senders | None = None,
         options: WorkerOptions | None = None,
     ) -> None:
-        """``senders`` defaults to the real ones, made at ``start`` (so building a worker opens nothing)."""
+        """``senders`` defaults to the real ones behind ``guard``, made at ``start`` (so building a worker opens
+        nothing)."""
         self.db, self.clock, self.policy, self.metrics = db, clock, policy, metrics
+        self._guard = guard
         self._given_senders = senders
         self.senders = senders or Senders({})
         self.options = options or WorkerOptions()
@@ -80,7 +84,7 @@ class DeliveryWorker:
         """Run the loop on its own thread and event loop: FIFO sends are sequential round trips, and they must
         not wait behind every HTTP request the server's own loop has queued."""
         self._stopping = False
-        self.senders = self._given_senders or default_senders()
+        self.senders = self._given_senders or default_senders(self._guard)
         if self.db.is_sqlite:
             await asyncio.to_thread(self._release_stale_leases)
         else:
@@ -265,8 +269,15 @@ class DeliveryWorker:
 
 
 def build_worker(
-    *, db: Database, clock: Clock, metrics: CollectorRegistry, max_age_seconds: float, senders: Senders | None = None
+    *,
+    db: Database,
+    clock: Clock,
+    metrics: CollectorRegistry,
+    max_age_seconds: float,
+    guard: OutboundGuard,
+    senders: Senders | None = None,
 ) -> DeliveryWorker:
     """The worker ``build()`` wires into every Healthway (it starts with the server)."""
     policy = Policy(max_age=timedelta(seconds=max_age_seconds))
-    return DeliveryWorker(db=db, clock=clock, policy=policy, metrics=DeliveryMetrics(metrics), senders=senders)
+    metrics_ = DeliveryMetrics(metrics)
+    return DeliveryWorker(db=db, clock=clock, policy=policy, metrics=metrics_, guard=guard, senders=senders)

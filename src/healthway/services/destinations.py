@@ -2,21 +2,18 @@
 
 Credentials a sender must present are stored usable, because Healthway has to send them: the webhook signing
 secret (generated here and returned once), an SFTP password or private key, a verification token, a FHIR server's
-OAuth client secret or private key. They live in ``Destination.config`` and are never returned by ``view`` or the API
-after creation.
+OAuth client secret or private key, an MLLP client certificate's key (``key_pem``). They live in
+``Destination.config`` and are never returned by ``view`` or the API after creation.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import secrets
-import ssl
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from joserfc.errors import JoseError
@@ -25,14 +22,19 @@ from sqlalchemy.orm import Session
 
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
+from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.permissions import Permission
 from healthway.domain.routing import DestinationKind
 from healthway.errors import InvalidRequest
 from healthway.services import audit, authz, deliveries
+from healthway.services.tls_material import MAX_PEM, TlsMaterialError, tls_context
 from healthway.storage.models import Destination, Environment
 
-SECRET_FIELDS = frozenset({"signing_secret", "password", "private_key", "verification_token", "client_secret"})
+SECRET_FIELDS = frozenset(
+    {"signing_secret", "password", "private_key", "verification_token", "client_secret", "key_pem"}
+)
 _FINGERPRINT = re.compile(r"^(SHA256:)?[A-Za-z0-9+/]{43}=?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def new_signing_secret() -> str:
@@ -40,7 +42,11 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def _text(config: Mapping[str, Any], key: str, *, required: bool = True, max_length: int = 2000) -> str | None:
+def _text(
+    config: Mapping[str, Any], key: str, *, required: bool = True, max_length: int = 2000, multiline: bool = False
+) -> str | None:
+    """A text field. Control characters are refused unless ``multiline`` (PEM text): a value that ends up in a
+    header, a form field, a URL or a file name must not be able to add lines to it (issue 14 item 20)."""
     value = config.get(key)
     if value is None or value == "":
         if required:
@@ -48,20 +54,21 @@ def _text(config: Mapping[str, Any], key: str, *, required: bool = True, max_len
         return None
     if not isinstance(value, str) or len(value) > max_length:
         raise InvalidRequest(f"{key} must be text of at most {max_length} characters")
+    if _CONTROL.search(value.replace("\r", "").replace("\n", "") if multiline else value):
+        raise InvalidRequest(f"{key} must not contain control characters")
     return value
 
 
-def _url(config: Mapping[str, Any], key: str = "url") -> str:
+def _url(config: Mapping[str, Any], policy: OutboundPolicy, key: str = "url") -> str:
     url = _text(config, key)
     assert url is not None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest(f"{key} must be an http:// or https:// URL")
-    return url
+    return policy.check_url(url, key)
 
 
-def _host_port(config: Mapping[str, Any]) -> dict[str, Any]:
+def _host_port(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
     host = _text(config, "host", max_length=255)
+    assert host is not None
+    policy.check_host(host)
     port = config.get("port")
     if isinstance(port, str) and port.isdigit():
         port = int(port)
@@ -70,74 +77,52 @@ def _host_port(config: Mapping[str, Any]) -> dict[str, Any]:
     return {"host": host, "port": port}
 
 
-def _webhook(config: Mapping[str, Any]) -> dict[str, Any]:
+def _webhook(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
     token = _text(config, "verification_token", required=False, max_length=500)
-    return {"url": _url(config), "verification_token": token, "signing_secret": new_signing_secret()}
+    return {"url": _url(config, policy), "verification_token": token, "signing_secret": new_signing_secret()}
 
 
-_TLS_FILES = ("ca_file", "cert_file", "key_file")
+_TLS_FIELDS = ("ca_pem", "cert_pem", "key_pem")
+_PATH_FIELDS = ("ca_file", "cert_file", "key_file")
 
 
-def _mllp(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``tls`` (bool) with optional ``ca_file`` (verify the server against it instead of the system CAs) and
-    ``cert_file`` + ``key_file`` (a client certificate). The files are paths on the Healthway server, stored as
-    absolute paths; they must be readable now. Their contents are never stored, shown or echoed."""
+def _mllp(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
+    """``tls`` (bool) with optional ``ca_pem`` (verify the server against it instead of the system CAs) and
+    ``cert_pem`` + ``key_pem`` (a client certificate and its unencrypted key), all PEM text given by value and
+    checked now. The server never opens a path its caller names, so file paths are refused, and the error names
+    no file."""
+    if any(config.get(key) not in (None, "") for key in _PATH_FIELDS):
+        raise InvalidRequest("TLS material is given by value (ca_pem, cert_pem, key_pem as PEM text), not as paths")
     tls = config.get("tls", False)
     if not isinstance(tls, bool):
         raise InvalidRequest("tls must be true or false")
-    files = {key: _tls_file(config, key) for key in _TLS_FILES}
-    if any(files.values()) and not tls:
-        raise InvalidRequest("ca_file, cert_file and key_file are for TLS: set tls to true")
-    if bool(files["cert_file"]) != bool(files["key_file"]):
-        raise InvalidRequest("a client certificate needs both cert_file and key_file")
-    _check_tls_files(files)
-    return {**_host_port(config), "tls": tls, **files}
-
-
-def _tls_file(config: Mapping[str, Any], key: str) -> str | None:
-    path = _text(config, key, required=False, max_length=1000)
-    if path is None:
-        return None
-    # abspath, not resolve(): a symlink such as certbot's live/ must stay a symlink so that renewals are picked up.
-    path = os.path.abspath(path)
-    if not os.path.isfile(path):  # checked first: opening a FIFO would block
-        raise InvalidRequest(f"{key} {path} {'is not a file' if os.path.exists(path) else 'does not exist'}")
-    try:
-        with open(path, "rb") as file:
-            file.read(1)
-    except OSError as exc:
-        raise InvalidRequest(f"{key} {path} cannot be read: {exc.strerror}") from None
-    return path
-
-
-def _check_tls_files(files: Mapping[str, str | None]) -> None:
-    """Load the files as the MLLP sender will, so that a wrong file is refused now rather than at every retry.
-    The messages name the files, never their contents."""
-    if not any(files.values()):
-        return
-    try:
-        context = ssl.create_default_context(cafile=files["ca_file"])
-    except (ssl.SSLError, ValueError):
-        raise InvalidRequest("ca_file holds no PEM CA certificate") from None
-    if files["cert_file"]:
+    material = {key: _text(config, key, required=False, max_length=MAX_PEM, multiline=True) for key in _TLS_FIELDS}
+    if any(material.values()) and not tls:
+        raise InvalidRequest("ca_pem, cert_pem and key_pem are for TLS: set tls to true")
+    if bool(material["cert_pem"]) != bool(material["key_pem"]):
+        raise InvalidRequest("a client certificate needs both cert_pem and key_pem")
+    if any(material.values()):
         try:
-            context.load_cert_chain(files["cert_file"], files["key_file"], password=lambda: b"")
-        except (ssl.SSLError, ValueError):
-            raise InvalidRequest(
-                "cert_file and key_file must be a PEM certificate and its matching unencrypted private key"
-            ) from None
+            tls_context(material["ca_pem"], material["cert_pem"], material["key_pem"])
+        except TlsMaterialError as exc:
+            raise InvalidRequest(str(exc)) from None  # names the field, never echoes its content
+    return {**_host_port(config, policy), "tls": tls, **material}
 
 
-def _sftp(config: Mapping[str, Any]) -> dict[str, Any]:
+def _sftp(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
+    """The server's host key fingerprint is required: without it the sender could not tell the server from an
+    impostor, who would get the password and the file."""
     password = _text(config, "password", required=False, max_length=1000)
-    private_key = _text(config, "private_key", required=False, max_length=20000)
+    private_key = _text(config, "private_key", required=False, max_length=20000, multiline=True)
     if not password and not private_key:
         raise InvalidRequest("an sftp destination needs a password or a private key")
     fingerprint = _text(config, "host_key_sha256", required=False, max_length=60)
-    if fingerprint and not _FINGERPRINT.match(fingerprint):
-        raise InvalidRequest("host_key_sha256 must be a SHA256 fingerprint as ssh-keygen -l prints it")
+    if not fingerprint or not _FINGERPRINT.match(fingerprint):
+        raise InvalidRequest(
+            "host_key_sha256 is required: the server's SHA256 host key fingerprint as ssh-keygen -l prints it"
+        )
     return {
-        **_host_port(config),
+        **_host_port(config, policy),
         "username": _text(config, "username", max_length=100),
         "password": password,
         "private_key": private_key,
@@ -146,11 +131,11 @@ def _sftp(config: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _fhir(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {"url": _url(config)} | _fhir_oauth(config)
+def _fhir(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
+    return {"url": _url(config, policy)} | _fhir_oauth(config, policy)
 
 
-def _fhir_oauth(config: Mapping[str, Any]) -> dict[str, Any]:
+def _fhir_oauth(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
     """OAuth client_credentials for the FHIR server: token_url and client_id with exactly one of client_secret
     (client_secret_basic or client_secret_post) or private_key (private_key_jwt, SMART Backend Services)."""
     given = {k for k in ("token_url", "client_id", "client_secret", "private_key") if config.get(k) not in (None, "")}
@@ -161,7 +146,7 @@ def _fhir_oauth(config: Mapping[str, Any]) -> dict[str, Any]:
     if ("client_secret" in given) == ("private_key" in given):
         raise InvalidRequest("a fhir destination with token_url needs exactly one of client_secret or private_key")
     stored = {
-        "token_url": _url(config, "token_url"),
+        "token_url": _url(config, policy, "token_url"),
         "client_id": _text(config, "client_id", max_length=500),
         "scope": _text(config, "scope", required=False, max_length=1000),
     }
@@ -187,7 +172,7 @@ def _fhir_key(config: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRequest("alg must be RS384 or ES384")
     if _text(config, "token_auth_method", required=False, max_length=40) not in (None, "private_key_jwt"):
         raise InvalidRequest("token_auth_method must be private_key_jwt with a private_key")
-    pem = _text(config, "private_key", max_length=20000)
+    pem = _text(config, "private_key", max_length=20000, multiline=True)
     key_class, wanted = _FHIR_KEYS[alg]
     try:
         key = key_class.import_key(str(pem))
@@ -200,7 +185,7 @@ def _fhir_key(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # One validator per kind; each returns the config to store (unknown keys dropped).
-_CONFIGS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+_CONFIGS: dict[str, Callable[[Mapping[str, Any], OutboundPolicy], dict[str, Any]]] = {
     DestinationKind.WEBHOOK: _webhook,
     DestinationKind.MLLP: _mllp,
     DestinationKind.SFTP: _sftp,
@@ -209,16 +194,25 @@ _CONFIGS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
 
 
 def create(
-    session: Session, *, actor: Actor, environment: Environment, name: str, kind: str, config: Mapping[str, Any]
+    session: Session,
+    *,
+    actor: Actor,
+    environment: Environment,
+    name: str,
+    kind: str,
+    config: Mapping[str, Any],
+    outbound: OutboundPolicy,
 ) -> tuple[Destination, str | None]:
-    """(destination, the webhook signing secret in clear — shown once; None for other kinds)."""
+    """(destination, the webhook signing secret in clear — shown once; None for other kinds). ``outbound`` is the
+    operator's outbound-address policy: URLs and literal addresses it refuses are refused here (host names are
+    checked again at every connection)."""
     authz.require_env(session, actor, Permission.DESTINATIONS_WRITE, environment)
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidRequest("destination name must be 1 to 200 characters")
     if kind not in _CONFIGS:
         raise InvalidRequest(f"kind must be one of: {', '.join(_CONFIGS)}")
-    stored = {k: v for k, v in _CONFIGS[kind](config).items() if v is not None}
+    stored = {k: v for k, v in _CONFIGS[kind](config, outbound).items() if v is not None}
     destination = Destination(environment_id=environment.id, name=name, kind=kind, config=stored)
     session.add(destination)
     session.flush()

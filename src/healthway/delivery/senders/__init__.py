@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from healthway.domain.retry import AttemptResult
+
+if TYPE_CHECKING:
+    from healthway.services.outbound import OutboundGuard
 
 SEND_TIMEOUT = 30.0  # DESIGN §7: no answer in 30 s = retry
 
@@ -58,8 +61,9 @@ class Senders:
             await sender.aclose()
 
 
-def default_senders(timeout: float = SEND_TIMEOUT) -> Senders:
-    """The real senders (imported here so that merely importing the registry opens nothing)."""
+def default_senders(guard: OutboundGuard, timeout: float = SEND_TIMEOUT) -> Senders:
+    """The real senders (imported here so that merely importing the registry opens nothing). Every connection
+    they open goes through ``guard`` (the outbound-address policy)."""
     from healthway.delivery.senders.fhir import FhirSender  # noqa: PLC0415
     from healthway.delivery.senders.mllp import MllpSender  # noqa: PLC0415
     from healthway.delivery.senders.sftp import SftpSender  # noqa: PLC0415
@@ -67,9 +71,9 @@ def default_senders(timeout: float = SEND_TIMEOUT) -> Senders:
 
     return Senders(
         {
-            "webhook": WebhookSender(timeout=timeout),
-            "mllp": MllpSender(timeout=timeout),
-            "sftp": SftpSender(timeout=timeout),
-            "fhir": FhirSender(timeout=timeout),
+            "webhook": WebhookSender(guard=guard, timeout=timeout),
+            "mllp": MllpSender(guard=guard, timeout=timeout),
+            "sftp": SftpSender(guard=guard, timeout=timeout),
+            "fhir": FhirSender(guard=guard, timeout=timeout),
         }
     )

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 import httpx
 import orjson
 
+from healthway.delivery.guarded import AnswerTooLarge, guarded_client, read_capped
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.delivery.senders.fhir_auth import ClientCredentials, TokenCache, TokenUnavailable
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.services.outbound import AddressRefused, OutboundGuard
 
 FHIR_JSON = "application/fhir+json"
+MAX_ANSWER = 40 * 2**20  # default cap on an answer's body (the Forwarder passes HEALTHWAY_MAX_MESSAGE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -55,11 +58,13 @@ class FhirSender:
     def __init__(
         self,
         *,
+        guard: OutboundGuard,
         timeout: float = SEND_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
+        max_answer_bytes: int = MAX_ANSWER,
         clock: Callable[[], float] = time.monotonic,  # when cached access tokens expire
     ) -> None:
-        self._client = httpx.AsyncClient(timeout=timeout, transport=transport, follow_redirects=False)
+        self._client = guarded_client(guard, timeout=timeout)
+        self._max_answer = max_answer_bytes
         self._tokens = TokenCache(self._client, clock=clock)
 
     @staticmethod
@@ -105,13 +110,19 @@ class FhirSender:
         if token is not None:
             request.headers["authorization"] = f"Bearer {token}"
         try:
-            response = await self._client.send(request)
+            response = await self._client.send(request, stream=True)  # streamed: the body is read up to the cap
+            try:
+                body = await read_capped(response, self._max_answer)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise DestinationUnavailable("the FHIR server did not answer in time", timed_out=True) from None
+        except (AddressRefused, AnswerTooLarge) as exc:
+            raise DestinationUnavailable(str(exc), timed_out=False) from None
         except httpx.HTTPError as exc:
             reason = f"the FHIR server is unreachable: {type(exc).__name__}"
             raise DestinationUnavailable(reason, timed_out=False) from None
-        return FhirResponse(response.status_code, response.headers.get("content-type", FHIR_JSON), response.content)
+        return FhirResponse(response.status_code, response.headers.get("content-type", FHIR_JSON), body)
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
         try:

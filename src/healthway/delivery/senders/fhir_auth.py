@@ -29,10 +29,14 @@ from authlib.oauth2.auth import ClientAuth  # type: ignore[import-untyped]
 from authlib.oauth2.rfc7523 import PrivateKeyJWT  # type: ignore[import-untyped]
 from joserfc.jwk import ECKey, RSAKey
 
+from healthway.delivery.guarded import AnswerTooLarge, read_capped
+from healthway.services.outbound import AddressRefused
+
 ASSERTION_LIFETIME = 300  # SMART Backend Services: a client assertion expires at most 5 minutes after it is made
 DEFAULT_LIFETIME = 300.0  # a token answer without expires_in: assume a short life (a 401 refetches in any case)
 EARLY = 30.0  # refetch up to this long before expiry, so that a token does not run out while a request is in flight
 FAILURE_HOLD = 5.0  # after a failed fetch, requests waiting for the same token share the failure for this long
+MAX_TOKEN_ANSWER = 64 * 1024  # a token answer is a few hundred bytes
 SIGNING_KEYS: dict[str, type[RSAKey] | type[ECKey]] = {"RS384": RSAKey, "ES384": ECKey}
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.-]{1,60}")  # an RFC 6749 error code; anything else is not repeated
 
@@ -137,12 +141,19 @@ class TokenCache:
     async def _fetch(self, credentials: ClientCredentials) -> tuple[str, float]:
         url, headers, body = credentials.token_request()
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            request = self._client.build_request("POST", url, content=body, headers=headers)
+            response = await self._client.send(request, stream=True)
+            try:
+                content = await read_capped(response, MAX_TOKEN_ANSWER)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise TokenUnavailable("the FHIR server's token endpoint did not answer in time") from None
+        except (AddressRefused, AnswerTooLarge) as exc:
+            raise TokenUnavailable(f"the FHIR server's token endpoint: {exc}") from None
         except httpx.HTTPError as exc:
             raise TokenUnavailable(f"the FHIR server's token endpoint is unreachable: {type(exc).__name__}") from None
-        return parse_token_response(response.status_code, response.content)
+        return parse_token_response(response.status_code, content)
 
 
 def parse_token_response(status_code: int, content: bytes) -> tuple[str, float]:

@@ -3,15 +3,18 @@
 ``AA``/``CA`` = delivered; ``AE``/``CE`` = retry; ``AR``/``CR`` = final failure. Any connection problem or an
 ACK for another message closes the connection (a fresh one is opened for the next try).
 
-With ``tls`` the server certificate is verified against ``ca_file`` (or the system CAs) and must name ``host``;
-``cert_file`` + ``key_file`` are presented as the client certificate. A TLS failure (unknown CA, wrong name, a
-client certificate missing or refused, unreadable files) is a retry with a short detail, never an exception.
+With ``tls`` the server certificate is verified against ``ca_pem`` (or the system CAs) and must name ``host``;
+``cert_pem`` + ``key_pem`` are presented as the client certificate (PEM text stored in the destination: no file is
+ever opened). A TLS failure (unknown CA, wrong name, a client certificate missing or refused, unusable material)
+is a retry with a short detail, never an exception. The host is resolved and checked by the outbound guard, and
+the connection goes to the address it checked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +22,10 @@ from typing import Any
 
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.services.tls_material import TlsMaterialError, tls_context
+
+LEGACY_FILE_FIELDS = ("ca_file", "cert_file", "key_file")  # paths of old configs the migration could not convert
 
 START, END = b"\x0b", b"\x1c\x0d"
 MAX_ACK_BYTES = 1 << 20
@@ -95,11 +102,12 @@ class _Connection:
 class MllpSender:
     """Keeps one connection per destination; a lock keeps one message in flight on it."""
 
-    def __init__(self, *, timeout: float = SEND_TIMEOUT) -> None:
+    def __init__(self, *, guard: OutboundGuard, timeout: float = SEND_TIMEOUT) -> None:
+        self._guard = guard
         self._timeout = timeout
         self._connections: dict[str, _Connection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
-        self._contexts: dict[tuple[str | None, str | None, str | None], ssl.SSLContext] = {}
+        self._contexts: dict[str, ssl.SSLContext] = {}
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
         control_id = message.control_id or control_id_of(message.payload)
@@ -109,7 +117,7 @@ class MllpSender:
             except TimeoutError:
                 await self._drop(target.id)
                 return AttemptResult.retry("no ACK within the timeout")
-            except TlsFailure as exc:
+            except (TlsFailure, AddressRefused) as exc:
                 return AttemptResult.retry(str(exc))
             except ssl.SSLError as exc:  # after the handshake, e.g. TLS 1.3 servers refuse a client cert only here
                 await self._drop(target.id)
@@ -131,21 +139,25 @@ class MllpSender:
 
     async def _connect(self, target: Target) -> _Connection:
         config = target.config
+        host, port = str(config["host"]), int(config["port"])
         context = self._tls_context(config) if config.get("tls") else None
+        address = (await self._guard.addresses(host, port))[0]  # the address checked is the one connected to
         try:
             reader, writer = await asyncio.open_connection(
-                config["host"], int(config["port"]), ssl=context, limit=MAX_ACK_BYTES
-            )  # with TLS, server_hostname defaults to host: the certificate must name it (DNS or IP SAN)
+                address, port, ssl=context, server_hostname=host if context else None, limit=MAX_ACK_BYTES
+            )  # the certificate must name host (DNS or IP SAN)
         except ssl.SSLError as exc:
             raise TlsFailure(f"TLS handshake failed: {_reason(exc)}") from None
         return _Connection(reader, writer)
 
     def _tls_context(self, config: Mapping[str, Any]) -> ssl.SSLContext:
-        """One context per set of files, loaded on first use (the files are read once per process: replacing a
-        certificate in place takes effect at the next restart)."""
-        key = (config.get("ca_file") or None, config.get("cert_file") or None, config.get("key_file") or None)
+        """One context per set of PEM texts (keyed by their digest), made on first use."""
+        if any(config.get(field) for field in LEGACY_FILE_FIELDS):
+            raise TlsFailure("TLS setup failed: TLS files are no longer read; give ca_pem, cert_pem and key_pem")
+        material = (config.get("ca_pem") or None, config.get("cert_pem") or None, config.get("key_pem") or None)
+        key = hashlib.sha256(repr(material).encode()).hexdigest()
         if key not in self._contexts:
-            self._contexts[key] = load_tls_context(*key)
+            self._contexts[key] = load_tls_context(*material)
         return self._contexts[key]
 
     def _failure_detail(self, target: Target, exc: Exception) -> str:
@@ -154,7 +166,7 @@ class MllpSender:
         if target.config.get("tls") and connection is not None and not connection.answered and hung_up:
             # TLS 1.3 servers check the client certificate after our side of the handshake is done, and their
             # alert is often lost to a reset: a hang-up before the first ACK is the sign we get.
-            has_cert = target.config.get("cert_file")
+            has_cert = target.config.get("cert_pem")
             hint = "did it refuse the client certificate?" if has_cert else "does it require a client certificate?"
             return f"TLS peer closed the connection before answering ({hint})"
         return f"connection failed: {type(exc).__name__}"
@@ -172,20 +184,12 @@ class TlsFailure(Exception):
     """A TLS problem described in a few words fit for an attempt's detail (no paths' contents, no key material)."""
 
 
-def load_tls_context(ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
-    """Verify the server (certificate chain and host name) against ``ca_file`` or the system CAs; present
-    ``cert_file`` + ``key_file`` as the client certificate when given. Raises ``TlsFailure``."""
+def load_tls_context(ca_pem: str | None, cert_pem: str | None, key_pem: str | None) -> ssl.SSLContext:
+    """The destination's TLS context from its stored PEM text. Raises ``TlsFailure``."""
     try:
-        context = ssl.create_default_context(cafile=ca_file)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise TlsFailure(f"TLS setup failed: cannot load ca_file ({_reason(exc)})") from None
-    if cert_file:
-        try:
-            # An encrypted key gets an empty password and fails, rather than OpenSSL prompting on the terminal.
-            context.load_cert_chain(cert_file, key_file, password=lambda: b"")
-        except (OSError, ValueError) as exc:
-            raise TlsFailure(f"TLS setup failed: cannot load cert_file/key_file ({_reason(exc)})") from None
-    return context
+        return tls_context(ca_pem, cert_pem, key_pem)
+    except TlsMaterialError as exc:
+        raise TlsFailure(f"TLS setup failed: {exc}") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,8 +1,10 @@
 """SFTP destinations: upload each message as one file, under a temporary name, then rename it into place, so a
 reader polling the directory never sees half a file.
 
-The server's host key is pinned by its SHA-256 fingerprint when the destination has one (``host_key_sha256``,
-as ``ssh-keygen -lf`` prints it); the password is only sent after the key matched.
+The server's host key is pinned by its SHA-256 fingerprint (``host_key_sha256``, as ``ssh-keygen -lf`` prints it),
+which every sftp destination must have: asyncssh checks the key during key exchange, before any authentication, so
+an impostor never sees the password or a signature. A destination without a fingerprint (made before it was
+required) is not connected to at all. The host is resolved and checked by the outbound guard first.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import structlog
 
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.services.outbound import AddressRefused, OutboundGuard
 
 log = structlog.get_logger("healthway.delivery")
+NO_FINGERPRINT = "no host key fingerprint (host_key_sha256) is pinned: nothing is sent to an unverified server"
 _EXTENSIONS = {"x-application/hl7-v2+er7": ".hl7", "application/json": ".json", "application/fhir+json": ".json"}
 
 
@@ -40,51 +44,44 @@ class _PinnedHostKey(asyncssh.SSHClient):
 
 
 def _connect_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    options: dict[str, Any] = {
+    pinned = normalize_fingerprint(str(config["host_key_sha256"]))
+    return {
         "username": config["username"],
         "password": config.get("password"),
         "client_keys": [asyncssh.import_private_key(config["private_key"])] if config.get("private_key") else None,
         "agent_path": None,  # never the gateway operator's own SSH agent
+        # Empty trusted lists (not None, which would accept any key) make asyncssh ask validate_host_public_key.
+        "known_hosts": ([], [], []),
+        "client_factory": lambda: _PinnedHostKey(pinned),
+        "config": [],  # not the operator's ~/.ssh/config either
     }
-    if fingerprint := config.get("host_key_sha256"):
-        pinned = normalize_fingerprint(fingerprint)
-        # Empty trusted lists (not None) make asyncssh ask validate_host_public_key about every key.
-        options |= {"known_hosts": ([], [], []), "client_factory": lambda: _PinnedHostKey(pinned)}
-    else:
-        options["known_hosts"] = None
-    return options
 
 
 class SftpSender:
     """One connection per upload: SFTP destinations take batches of files, not a stream of small messages."""
 
-    def __init__(self, *, timeout: float = SEND_TIMEOUT) -> None:
+    def __init__(self, *, guard: OutboundGuard, timeout: float = SEND_TIMEOUT) -> None:
+        self._guard = guard
         self._timeout = timeout
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
+        if not target.config.get("host_key_sha256"):
+            return AttemptResult.retry(NO_FINGERPRINT)
         try:
             path = await asyncio.wait_for(self._upload(target.config, message), self._timeout)
-        except TimeoutError:
-            return AttemptResult.retry("the upload did not finish within the timeout")
-        except asyncssh.HostKeyNotVerifiable:
-            return AttemptResult.retry("the server's host key does not match the pinned fingerprint")
-        except asyncssh.PermissionDenied:
-            return AttemptResult.retry("the SFTP server refused the login")
-        except asyncssh.SFTPError as exc:
-            return AttemptResult.retry(f"SFTP error: {exc.reason[:200]}")
-        except (OSError, asyncssh.Error) as exc:
-            return AttemptResult.retry(f"connection failed: {type(exc).__name__}")
+        except (TimeoutError, OSError, asyncssh.Error) as exc:
+            return AttemptResult.retry(_failure(exc))
         return AttemptResult(Outcome.DELIVERED, None, f"uploaded {path}")
 
     async def _upload(self, config: Mapping[str, Any], message: Message) -> str:
-        if not config.get("host_key_sha256"):
-            log.warning("sftp host key not pinned", host=config["host"])
         directory = config.get("path") or "."
         final = posixpath.join(directory, file_name(message))
         temporary = posixpath.join(directory, f".{file_name(message)}.part")
         options = _connect_options(config)
+        port = int(config["port"])
+        address = (await self._guard.addresses(str(config["host"]), port))[0]
         async with (
-            asyncssh.connect(config["host"], int(config["port"]), **options) as connection,
+            asyncssh.connect(address, port, **options) as connection,
             connection.start_sftp_client() as sftp,
         ):
             async with sftp.open(temporary, "wb") as handle:
@@ -94,6 +91,21 @@ class SftpSender:
 
     async def aclose(self) -> None:
         return None
+
+
+def _failure(exc: BaseException) -> str:
+    """A short attempt detail for a failed upload."""
+    if isinstance(exc, TimeoutError):
+        return "the upload did not finish within the timeout"
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return "the server's host key does not match the pinned fingerprint (no credential was sent)"
+    if isinstance(exc, AddressRefused):
+        return str(exc)
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return "the SFTP server refused the login"
+    if isinstance(exc, asyncssh.SFTPError):
+        return f"SFTP error: {exc.reason[:200]}"
+    return f"connection failed: {type(exc).__name__}"
 
 
 async def _rename(sftp: asyncssh.SFTPClient, source: str, target: str) -> None:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 
 import aiohttp
+import yarl
 
+from healthway.delivery.guarded import GuardedResolver, check_literal
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.services.outbound import AddressRefused, OutboundGuard
 
 MAX_ANSWER = 2**20  # bytes of a destination's answer read before giving up on reusing its connection
 USER_AGENT = "Healthway"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret): Standard Webhooks' prefix for signing secrets
 
 
@@ -28,7 +33,13 @@ def sign(secret: str, *, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(mac).decode()
 
 
+class UnsafeHeader(ValueError):
+    """A header value built from stored data holds a control character (a verification token stored before they
+    were refused, an odd content type): sending it could split the request, and retrying cannot fix it."""
+
+
 def headers_for(target: Target, message: Message, *, now: int | None = None) -> dict[str, str]:
+    """The request headers of a delivery. Raises UnsafeHeader (naming the header, never its value)."""
     timestamp = int(time.time()) if now is None else now
     headers = {
         "content-type": message.content_type,
@@ -42,6 +53,9 @@ def headers_for(target: Target, message: Message, *, now: int | None = None) -> 
         headers["webhook-signature"] = signature
     if token := target.config.get("verification_token"):
         headers["verification-token"] = token
+    for name, value in headers.items():
+        if _CONTROL.search(value):
+            raise UnsafeHeader(f"the {name} header would hold a control character; the destination must be recreated")
     return headers
 
 
@@ -53,7 +67,8 @@ class WebhookSender:
     (3,000 POSTs of 1 KB to bench/webhook_receiver.py).
     """
 
-    def __init__(self, *, timeout: float = SEND_TIMEOUT) -> None:
+    def __init__(self, *, guard: OutboundGuard, timeout: float = SEND_TIMEOUT) -> None:
+        self._guard = guard
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -61,29 +76,31 @@ class WebhookSender:
         # Made on first use: a session belongs to the event loop it was made on, and the worker runs its own loop.
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=200, limit_per_host=50),
+                # Every address it connects to comes from the guard (resolved, checked, then used as is).
+                connector=aiohttp.TCPConnector(limit=200, limit_per_host=50, resolver=GuardedResolver(self._guard)),
                 timeout=self._timeout,
                 cookie_jar=aiohttp.DummyCookieJar(),  # a destination's cookies must not reach another destination
                 headers={"user-agent": USER_AGENT},
-                trust_env=True,  # HTTPS_PROXY / NO_PROXY apply, as they do to the httpx clients
+                trust_env=False,  # no proxy from the environment: it would connect to addresses nobody checked
             )
         return self._session
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
-        headers = headers_for(target, message)
         try:
+            headers = headers_for(target, message)
+        except UnsafeHeader as exc:  # final: the same stored value would fail every retry and block the FIFO lane
+            return AttemptResult(Outcome.REJECTED, None, str(exc))
+        url = yarl.URL(str(target.config["url"]))
+        try:
+            check_literal(self._guard, url.host or "")
             # No redirects: a redirect would re-send PHI somewhere nobody configured.
             async with self._client().post(
-                target.config["url"], data=message.payload, headers=headers, allow_redirects=False
+                url, data=message.payload, headers=headers, allow_redirects=False
             ) as response:
                 await _drain(response)
                 status = response.status
-        except TimeoutError:
-            return AttemptResult.retry("no answer within the timeout")
-        except aiohttp.ClientConnectorError as exc:
-            return AttemptResult.retry(f"cannot connect: {exc.strerror or type(exc).__name__}")
-        except aiohttp.ClientError as exc:
-            return AttemptResult.retry(f"request failed: {type(exc).__name__}")
+        except (TimeoutError, AddressRefused, aiohttp.ClientError) as exc:
+            return AttemptResult.retry(_failure(exc))
         code = str(status)
         if 200 <= status < 300:
             return AttemptResult(Outcome.DELIVERED, code, f"HTTP {code}")
@@ -93,6 +110,19 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _failure(exc: BaseException) -> str:
+    """A short attempt detail for a POST that got no answer."""
+    if isinstance(exc, TimeoutError):
+        return "no answer within the timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, AddressRefused):  # from the guarded resolver
+            return str(exc.os_error)
+        return f"cannot connect: {exc.strerror or type(exc).__name__}"
+    if isinstance(exc, AddressRefused):
+        return str(exc)
+    return f"request failed: {type(exc).__name__}"
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:

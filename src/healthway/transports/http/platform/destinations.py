@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from healthway.domain.actors import Actor
@@ -28,10 +28,13 @@ router = APIRouter(tags=["destinations"])
 
 class DestinationCreate(BaseModel):
     """Kind-specific fields: webhook ``url`` [``verification_token``]; mllp ``host``, ``port`` [``tls``
-    [``ca_file``, ``cert_file`` + ``key_file``: paths on the Healthway server]];
-    sftp ``host``, ``port``, ``username``, ``password`` or ``private_key``, [``path``, ``host_key_sha256``];
+    [``ca_pem``, ``cert_pem`` + ``key_pem``: PEM text; the key is never shown again]];
+    sftp ``host``, ``port``, ``username``, ``password`` or ``private_key``, ``host_key_sha256`` [``path``];
     fhir ``url`` [``token_url``, ``client_id``, ``client_secret`` [``token_auth_method``] or ``private_key``
     (PEM) [``alg``, ``kid``], ``scope``]."""
+
+    # Extra fields reach the service, which refuses the old file-path fields (ca_file, ...) instead of ignoring them.
+    model_config = ConfigDict(extra="allow")
 
     environment: str
     name: str = Field(min_length=1, max_length=200)
@@ -41,9 +44,9 @@ class DestinationCreate(BaseModel):
     host: str | None = None
     port: int | None = None
     tls: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_pem: str | None = None
+    cert_pem: str | None = None
+    key_pem: str | None = None
     username: str | None = None
     password: str | None = None
     private_key: str | None = None
@@ -91,7 +94,13 @@ def create_destination(
     with hw.db.session() as session:
         env = caller_environment(session, actor, organization, body.environment)
         destination, secret = destinations.create(
-            session, actor=actor, environment=env, name=body.name, kind=body.kind, config=config
+            session,
+            actor=actor,
+            environment=env,
+            name=body.name,
+            kind=body.kind,
+            config=config,
+            outbound=hw.outbound.policy,
         )
         return destinations.view(destination, env) | ({"signing_secret": secret} if secret else {})
 
