@@ -59,10 +59,16 @@ def _invite(api: Api) -> Any:
     return api.client.post("/platform/v1/users", headers=api.admin, json={"email": "new@example.org"})
 
 
+def _join(api: Api) -> None:
+    """new@example.org as a member (an invitation they accepted): roles are given to members only."""
+    with api.db.session() as session:
+        make_member(session, api.world, "new@example.org")
+
+
 def _assign(role: str | None) -> Callable[[Api], Any]:
     def act(api: Api) -> Any:
         if api.client.get("/platform/v1/users/new@example.org", headers=api.admin).status_code == 404:
-            _invite(api)
+            _join(api)
         url = "/platform/v1/users/new@example.org/roles/production"
         if role is None:  # removing needs something to remove
             api.client.put(url, headers=api.admin, json={"role": "viewer"})
@@ -92,7 +98,7 @@ def _source_action(verb: str) -> Callable[[Api], Any]:
 
 # (action tag, how to perform it after any set-up it needs). Set-up events are skipped by taking the last one.
 AUDITED: list[tuple[str, Callable[[Api], Any]]] = [
-    ("user:create", _invite),
+    ("invitation:create", _invite),
     ("role:assign", _assign("engineer")),
     ("role:remove", _assign(None)),
     ("token:create", lambda api: api.client.post("/platform/v1/tokens", headers=api.admin, json={"name": "ci"})),
@@ -142,7 +148,7 @@ def test_unchanged_role_writes_no_event(api: Api) -> None:
 
 
 def test_role_change_event_says_what_changed(api: Api) -> None:
-    _invite(api)
+    _join(api)
     api.client.put("/platform/v1/users/new@example.org/roles/production", headers=api.admin, json={"role": "analyst"})
     event = api.events_after(0)[-1]
     assert (event.action, event.subject_id, event.actor_type, event.actor_id) == (
@@ -198,7 +204,7 @@ def test_owners_read_events_newest_first_with_filters_and_pages(api: Api) -> Non
     url = "/platform/v1/audit-events"
     everything = api.client.get(url, headers=api.admin).json()["audit_events"]
     assert [e["id"] for e in everything] == sorted((e["id"] for e in everything), reverse=True)
-    assert everything[0]["action"] == "user:create" and everything[-1]["action"] == "org:create"
+    assert everything[0]["action"] == "invitation:create" and everything[-1]["action"] == "org:create"
     tokens = api.client.get(url, headers=api.admin, params={"action": "token:create"}).json()["audit_events"]
     assert [e["summary"]["name"] for e in tokens] == ["t2", "t1", "t0"]
     by_cli = api.client.get(url, headers=api.admin, params={"actor": "cli"}).json()["audit_events"]
