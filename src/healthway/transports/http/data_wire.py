@@ -17,7 +17,7 @@ from healthway.errors import HealthwayError, InvalidRequest, InvalidToken, Paylo
 from healthway.services import intake
 from healthway.transports.http import bearer
 from healthway.transports.http.bearer import Caller
-from healthway.transports.http.errors import rate_limit_headers
+from healthway.transports.http.errors import challenge_headers, rate_limit_headers
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 T = TypeVar("T")
@@ -125,8 +125,7 @@ def fhir_error(exc: HealthwayError) -> Response:
         exc.status_code,
         messages.FHIR_JSON,
     )
-    if isinstance(exc, InvalidToken):
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    elif exc.status_code == 429:
+    response.headers.update(challenge_headers(exc))
+    if exc.status_code == 429:
         response.headers.update(rate_limit_headers(exc))  # type: ignore[arg-type]
     return response
