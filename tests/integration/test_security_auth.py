@@ -12,10 +12,12 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -26,7 +28,7 @@ from healthway.services import legacy_keys, oauth_keys, ratelimit
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.settings import Settings
 from healthway.storage.db import Database
-from healthway.storage.models import Source
+from healthway.storage.models import OAuthKey, Source
 from healthway.testing import FakeClock, FakeJwksFetcher, KeyPair, assertion_claims, make_key_pair
 from healthway.transports.http.app import create_app
 from tests.factories import World, make_destination, make_org, make_source, make_subscription
@@ -320,3 +322,26 @@ def test_security_auth_legacy_keys_off_stops_existing_keys_and_tokens(s: Setup) 
 
     assert s.h.client.patch(org, json={"allow_legacy_keys": True}, headers=s.admin).status_code == 200
     assert s.post(pair["accessToken"]).status_code == 202  # turned back on: the token was not revoked
+
+
+# -- item 3: the migration ------------------------------------------------------------------------------------------
+
+
+def test_security_auth_migration_states_all_sources_explicitly(tmp_path: Path) -> None:
+    """Keys without listed sources were environment-wide: the migration marks them so; limited keys stay limited."""
+    db = Database(f"sqlite:///{tmp_path / 'healthway.db'}")
+    db.migrate()
+    with db.session() as session:
+        world = make_org(session)
+        env = world.envs["development"]
+        source = make_source(session, env)
+        jwks = KeyMaterial(jwks=make_key_pair("ES384").public_jwks)
+        wide = oauth_keys.create(session, actor=CLI, environment=env, material=jwks).key.id
+        limited = oauth_keys.create(session, actor=CLI, environment=env, material=jwks, source_ids=[source.id]).key.id
+    config = db._alembic_config()
+    command.downgrade(config, "0003a-1")  # the schema before: "all sources" read from an empty list
+    command.upgrade(config, "head")
+    with db.session() as session:
+        assert session.get(OAuthKey, wide).all_sources is True  # type: ignore[union-attr]
+        assert session.get(OAuthKey, limited).all_sources is False  # type: ignore[union-attr]
+    db.dispose()

@@ -89,7 +89,11 @@ def list_keys(env: EnvOption = None, org: OrgOption = None, as_json: JsonFlag = 
         for environment in envs or organizations.environments(session, organization.id):
             for key in session.scalars(oauth_keys.in_environment(environment)):
                 views.append(oauth_keys.describe(key, environment, oauth_keys.source_ids(session, key)))
-    lines = [f"{v['id']}  {v['environment']:<11}  {v['alg']:<6}  {v['client_id']}  {v['name']}" for v in views]
+    lines = [
+        f"{v['id']}  {v['environment']:<11}  {v['alg']:<6}  {v['client_id']}  {v['name']}"
+        + ("  (disabled: its sources were deleted)" if v["disabled"] else "")
+        for v in views
+    ]
     emit({"oauth_keys": views}, as_json=as_json, text="\n".join(lines) or "no OAuth keys")
 
 

@@ -24,7 +24,7 @@ from healthway.domain import assertions, jwk, scopes
 from healthway.domain.actors import Actor, ActorType
 from healthway.domain.assertions import Verified
 from healthway.domain.audit import AuditAction
-from healthway.errors import InvalidClient, OAuthInvalidRequest, UnsupportedGrantType
+from healthway.errors import InvalidClient, LegacyKeysDisabled, OAuthInvalidRequest, UnsupportedGrantType
 from healthway.services import access_tokens, audit, jti, oauth_keys
 from healthway.services.jwks_fetcher import JwksFetcher, JwksUnavailable
 from healthway.services.oauth_rejections import RejectionAggregator, RejectionEvent
@@ -250,7 +250,10 @@ class OAuthServer:
         def work(session: Session) -> dict[str, Any]:
             _require_key(session, auth.client)
             _record_use(session, auth, now, chores)
-            grant = access_tokens.authenticate(session, token, now=now)
+            try:
+                grant = access_tokens.authenticate(session, token, now=now)
+            except LegacyKeysDisabled:  # a legacy token of an organization that turned them off: not active
+                grant = None
             if grant is None or grant.environment.id != auth.client.environment_id:
                 return {"active": False}
             client_id = session.scalar(sa.select(OAuthKey.client_id).where(OAuthKey.id == grant.oauth_key_id))

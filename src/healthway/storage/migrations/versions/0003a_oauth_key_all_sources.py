@@ -22,7 +22,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("oauth_keys", schema=None) as batch_op:
+    # recreate="never": ALTER TABLE ADD COLUMN in place. A batch table copy on SQLite drops the old oauth_keys
+    # table, and with foreign keys on that cascades and empties oauth_key_sources (every limited key would then
+    # be marked environment-wide below).
+    with op.batch_alter_table("oauth_keys", schema=None, recreate="never") as batch_op:
         batch_op.add_column(sa.Column("all_sources", sa.Boolean(), nullable=False, server_default=sa.false()))
     keys = sa.table("oauth_keys", sa.column("id", sa.String), sa.column("all_sources", sa.Boolean))
     listed = sa.table("oauth_key_sources", sa.column("key_id", sa.String))
@@ -37,5 +40,6 @@ def downgrade() -> None:
     listed = sa.table("oauth_key_sources", sa.column("key_id", sa.String))
     has_sources = sa.exists().where(listed.c.key_id == keys.c.id)
     op.execute(keys.delete().where(~keys.c.all_sources, ~has_sources))
-    with op.batch_alter_table("oauth_keys", schema=None) as batch_op:
+    # In place (SQLite 3.35+ DROP COLUMN), for the same reason as in upgrade.
+    with op.batch_alter_table("oauth_keys", schema=None, recreate="never") as batch_op:
         batch_op.drop_column("all_sources")
