@@ -58,15 +58,25 @@ def make_source(session: Session, env: Environment, name: str = "EHR") -> Source
 
 
 def make_access_token(
-    session: Session, env: Environment, *, sources: list[Source] | None = None, now: datetime | None = None
+    session: Session,
+    env: Environment,
+    *,
+    sources: list[Source] | None = None,
+    now: datetime | None = None,
+    scope: str = "system/*.*",
 ) -> str:
-    """A 300 s bearer token from an OAuth key covering ``sources`` (or every source of ``env``)."""
-    key = OAuthKey(environment_id=env.id, alg="ES384", jwks={"keys": []}, name="test")
+    """A 300 s bearer token from an OAuth key covering ``sources`` (or every source of ``env``), with ``scope``."""
+    key = OAuthKey(environment_id=env.id, alg="ES384", jwks={"keys": []}, name="test", all_sources=not sources)
     session.add(key)
     session.flush()
     session.add_all(OAuthKeySource(key_id=key.id, source_id=s.id) for s in sources or [])
     token, _ = access_tokens.issue(
-        session, environment_id=env.id, oauth_key_id=key.id, now=now or utcnow(), ttl=timedelta(seconds=300)
+        session,
+        environment_id=env.id,
+        oauth_key_id=key.id,
+        now=now or utcnow(),
+        ttl=timedelta(seconds=300),
+        scope=scope,
     )
     return token
 

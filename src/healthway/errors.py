@@ -8,8 +8,10 @@
      │    └── UnknownEnvironment        400 unknown_environment
      ├── Unauthenticated                401 unauthenticated
      │    └── InvalidToken              401 invalid_token (+ WWW-Authenticate: Bearer)
+     │         └── LegacyKeysDisabled   401 legacy_keys_disabled (+ Deprecation: true)
      ├── PermissionDenied               403 forbidden
-     │    └── PasswordChangeRequired    403 password_change_required (a generated password, not yet changed)
+     │    ├── PasswordChangeRequired    403 password_change_required (a generated password, not yet changed)
+     │    └── InsufficientScope         403 insufficient_scope (+ WWW-Authenticate: Bearer, RFC 6750 §3.1)
      ├── NotFound                       404 not_found
      ├── Conflict                       409 conflict
      │    └── AlreadyInitialized        409 already_initialized
@@ -74,6 +76,20 @@ class InvalidToken(Unauthenticated):
     code = "invalid_token"
 
 
+class LegacyKeysDisabled(InvalidToken):
+    """A legacy key, or a token it issued, while its organization has turned legacy keys off."""
+
+    code = "legacy_keys_disabled"
+    headers = {"Deprecation": "true"}
+
+    def __init__(
+        self,
+        message: str = "legacy API keys are turned off for this organization (allow_legacy_keys is off): "
+        "authenticate with an OAuth key at /v2/auth/token instead",
+    ) -> None:
+        super().__init__(message)
+
+
 class PermissionDenied(HealthwayError):
     code = "forbidden"
     status_code = 403
@@ -81,6 +97,16 @@ class PermissionDenied(HealthwayError):
 
 class PasswordChangeRequired(PermissionDenied):
     code = "password_change_required"
+
+
+class InsufficientScope(PermissionDenied):
+    """The bearer token's SMART scopes do not allow the request; ``scope`` names one that would."""
+
+    code = "insufficient_scope"
+
+    def __init__(self, message: str, *, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
 
 
 class NotFound(HealthwayError):

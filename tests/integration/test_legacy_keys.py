@@ -180,24 +180,20 @@ def test_one_key_per_source_and_the_org_switch(env: Env) -> None:
         organizations.set_allow_legacy_keys(session, actor=CLI, organization=org, allow=False)
     with env.db.session() as session, pytest.raises(PermissionDenied, match="turned off"):
         legacy_keys.create(session, actor=CLI, source=env.other, environment=env.world.envs["development"])
-    assert env.authenticate().status_code == 200  # existing keys keep working while systems migrate
+    refused = env.authenticate()  # turning legacy keys off stops existing ones too (issue 14)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "legacy_keys_disabled"
 
 
 def test_failed_attempts_are_throttled_per_key_then_recover(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/5 seconds"))
+    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/2 seconds"))
     for _ in range(3):
         assert env.authenticate(secret="hwsk_wrong").status_code == 401
-    throttled = env.authenticate()
+    throttled = env.authenticate(secret="hwsk_wrong")
     assert throttled.status_code == 429
     assert int(throttled.headers["retry-after"]) >= 1 and throttled.headers["x-ratelimit-limit"] == "3"
-    # Another key from elsewhere is unaffected (a different key, same limits).
-    with env.db.session() as session:
-        key, secret = legacy_keys.create(
-            session, actor=CLI, source=env.other, environment=env.world.envs["development"]
-        )
-    assert env.authenticate(api_key=key.api_key, secret=secret).status_code == 200
+    assert env.authenticate().status_code == 200  # the right secret is never refused for failures
     time.sleep(int(throttled.headers["retry-after"]) + 0.5)
-    assert env.authenticate().status_code == 200
+    assert env.authenticate(secret="hwsk_wrong").status_code == 401
 
 
 def test_platform_api_lists_sources_still_on_legacy_keys(env: Env) -> None:

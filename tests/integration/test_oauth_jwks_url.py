@@ -165,7 +165,15 @@ def test_address_guard(address: str, default: bool, allowed: bool) -> None:
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [(None, 300), ("max-age=10", 300), ("public, max-age=900", 900), ("max-age=86400", 3600), ("no-cache", 300)],
+    [
+        (None, 300),
+        ("max-age=10", 10),
+        ("public, max-age=900", 900),
+        ("max-age=86400", 3600),
+        ("no-cache", 0),
+        ("no-store, max-age=600", 0),
+        ("max-age=0", 0),
+    ],
 )
 def test_cache_lifetime_is_bounded(header: str | None, seconds: float) -> None:
     assert cache_seconds(header) == seconds

@@ -104,8 +104,10 @@ def make_app(db: Database, clock: FakeClock, fetcher: Any = None) -> tuple[Healt
     return hw, TestClient(app, raise_server_exceptions=False)
 
 
-def make_harness(db: Database, *, alg: str = "RS384", fetcher: Any = None) -> Iterator[Harness]:
-    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+def make_harness(
+    db: Database, *, alg: str = "RS384", fetcher: Any = None, clock: FakeClock | None = None
+) -> Iterator[Harness]:
+    clock = clock or FakeClock(datetime.now(UTC).replace(microsecond=0))
     hw, client = make_app(db, clock, fetcher)
     pair = make_key_pair(alg)
     with db.session() as session:
@@ -199,12 +201,15 @@ def test_jti_store_refuses_replays_until_exp_and_purges_expired_rows(db: Databas
     now = datetime.now(UTC)
     exp = now + timedelta(seconds=60)
     with db.session() as session:
-        assert jti.remember(session, client_id="c1", jti="j", expires_at=exp, now=now)
-        assert not jti.remember(session, client_id="c1", jti="j", expires_at=exp, now=now)
-        assert jti.remember(session, client_id="c2", jti="j", expires_at=exp, now=now)
+        assert jti.remember(session, client_id="c1", jti="j", expires_at=exp, verified_at=now)
+        assert not jti.remember(session, client_id="c1", jti="j", expires_at=exp, verified_at=now)
+        assert jti.remember(session, client_id="c2", jti="j", expires_at=exp, verified_at=now)
         later = now + timedelta(seconds=61)  # the first use has expired: the row may be taken over
-        assert jti.remember(session, client_id="c1", jti="j", expires_at=later + timedelta(seconds=60), now=later)
-        assert jti.purge(session, now=later) == 1  # c2's row; c1's now lives longer
+        assert jti.remember(
+            session, client_id="c1", jti="j", expires_at=later + timedelta(seconds=60), verified_at=later
+        )
+        assert jti.purge(session, now=later) == 0  # rows are kept for a margin after their exp
+        assert jti.purge(session, now=later + jti.RETENTION_MARGIN) == 1  # c2's row; c1's now lives longer
         assert session.scalar(sa.select(sa.func.count()).select_from(UsedAssertion)) == 1
 
 

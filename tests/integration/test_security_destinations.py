@@ -144,7 +144,7 @@ def test_the_migration_converts_stored_paths_but_never_opens_the_database(
 ) -> None:
     (tmp_path / "data").mkdir()
     db = Database(f"sqlite:///{tmp_path / 'data' / 'healthway.db'}")
-    command.upgrade(db._alembic_config(), "0002c")
+    command.upgrade(db._alembic_config(), "0003b")  # the schema before 0003c
     database = str(tmp_path / "data" / "healthway.db")
     with db.session() as session:
         env = make_org(session).envs["development"]

@@ -31,7 +31,7 @@ from healthway.services.deliveries import Policy
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Organization
-from healthway.testing import FakeClock, RecordingSender
+from healthway.testing import FakeClock, RecordingSender, loopback_guard
 from healthway.transports.http.app import create_app
 from tests.e2e.conftest import free_port
 from tests.factories import (
@@ -277,6 +277,7 @@ def test_delivery_metrics_name_destination_kinds_never_destination_ids(db: Datab
         policy=Policy(max_age=timedelta(hours=1)),
         metrics=DeliveryMetrics(registry),
         senders=Senders({"webhook": sender}),
+        guard=loopback_guard(),
     )
     asyncio.run(worker.run_once())
     text = generate_latest(registry).decode()

@@ -1,5 +1,6 @@
-"""Brute-force protection on /v2/auth/token: failed client authentications are counted per claimed client and
-per address; other clients keep working, and the throttled one recovers when its window passes."""
+"""Brute-force protection on /v2/auth/token: failed client authentications are counted per (claimed client,
+address) and per address; a valid assertion is never refused, and the throttled failures recover when their
+window passes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.integration.test_oauth_token import AUD, Harness, make_harness
 
 @pytest.fixture
 def h(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/5 seconds"))
+    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/2 seconds"))
     yield from make_harness(db)
 
 
@@ -24,7 +25,7 @@ def test_failures_are_throttled_per_client_then_recover(h: Harness) -> None:
     stranger = make_key_pair("RS384")  # signs with a key the client does not have
     for _ in range(3):
         assert h.token(h.assertion(pair=stranger)).status_code == 401
-    throttled = h.token()  # even a valid assertion waits out the window
+    throttled = h.token(h.assertion(pair=stranger))
     assert throttled.status_code == 429
     assert throttled.json()["error"] == "rate_limited"
     assert int(throttled.headers["retry-after"]) >= 1 and throttled.headers["x-ratelimit-limit"] == "3"
@@ -33,8 +34,9 @@ def test_failures_are_throttled_per_client_then_recover(h: Harness) -> None:
     other_client = h.add_key(other_pair)
     other_claims = assertion_claims(other_client, AUD, now=h.clock().timestamp())
     assert h.token(other_pair.sign(other_claims)).status_code == 200  # another client is not affected
+    assert h.token().status_code == 200  # nor is a valid assertion of the throttled one
     time.sleep(int(throttled.headers["retry-after"]) + 0.5)
-    assert h.token().status_code == 200
+    assert h.token(h.assertion(pair=stranger)).status_code == 401
 
 
 def test_successes_are_not_counted(h: Harness) -> None:

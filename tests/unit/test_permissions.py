@@ -42,7 +42,8 @@ def test_org_roles() -> None:
     assert member == {P.ORG_READ}
     assert member < admin < owner
     assert {P.USERS_INVITE, P.ENV_ROLES_ASSIGN} <= admin  # org admins invite users and assign environment roles
-    assert owner - admin == {P.ORG_UPDATE, P.ORG_ROLES_ASSIGN, P.AUDIT_READ}  # owners: settings, org roles, audit
+    # Owners: settings, org roles, audit, and the environment roles that read PHI in production.
+    assert owner - admin == {P.ORG_UPDATE, P.ORG_ROLES_ASSIGN, P.AUDIT_READ, P.PHI_ROLES_ASSIGN}
 
 
 @pytest.mark.parametrize("environment", list(EnvironmentName))

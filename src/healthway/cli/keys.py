@@ -99,6 +99,7 @@ def list_keys(env: EnvFilter = None, org: OrgOption = None, as_json: JsonFlag = 
                 views.append(oauth_keys.describe(key, environment, oauth_keys.source_ids(session, key)))
     lines = [
         f"{v['id']}  {v['environment']:<11}  {v['alg']:<6}  client_id {v['client_id']}  kid {v['kid']}  {v['name']}"
+        + ("  (disabled: its sources were deleted)" if v["disabled"] else "")
         for v in views
     ]
     emit({"oauth_keys": views}, as_json=as_json, text="\n".join(lines) or "no OAuth keys")

@@ -58,6 +58,7 @@ class Verified:
     client_id: str
     jti: str
     expires_at: float  # the assertion's exp, until which its jti is remembered
+    verified_at: float  # the time the claims were checked against: a replay is judged at this time too
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -170,4 +171,4 @@ def check_claims(claims: dict[str, Any], *, client_id: str, audience: str, now: 
     jti = claims.get("jti")
     if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:
         raise InvalidClient(f"the assertion needs a jti of 1 to {MAX_JTI_LENGTH} characters")
-    return Verified(client_id, jti, exp)
+    return Verified(client_id, jti, exp, now)

@@ -90,3 +90,17 @@ def parse_fhir_message(body: Any) -> str:
     if not isinstance(code, str) or not code.strip() or len(code) > MAX_NAME:
         raise InvalidRequest("MessageHeader.eventCoding.code must be a non-empty string")
     return check_text(code, "MessageHeader.eventCoding.code")
+
+
+def message_resource_types(bundle: dict[str, Any]) -> frozenset[str]:
+    """The resource types a (validated) message Bundle carries besides its MessageHeader; the MessageHeader's
+    own type when it carries nothing else (what a scope check of ``$process-message`` is about)."""
+    types = {
+        resource["resourceType"]
+        for entry in bundle.get("entry", [])
+        if isinstance(entry, dict)
+        and isinstance(resource := entry.get("resource"), dict)
+        and isinstance(resource.get("resourceType"), str)
+    }
+    types.discard("MessageHeader")
+    return frozenset(types) or frozenset({"MessageHeader"})

@@ -1,7 +1,9 @@
 """Bearer tokens for the data endpoints, from OAuth keys (300 s) or legacy keys (24 h).
 
 A token is bound to one environment and to the sources its key may send as. That set is derived from the key
-at each use, so narrowing or deleting a key takes effect at once.
+at each use, so narrowing or deleting a key takes effect at once: a key limited to listed sources whose last
+one was deleted covers nothing, so its tokens stop working. A token issued from a legacy key stops working
+while its organization has legacy keys turned off. What a token may do is its SMART scope (``Grant.require``).
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from healthway.domain import scopes
 from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret
-from healthway.errors import InvalidRequest, PermissionDenied
+from healthway.errors import InvalidRequest, LegacyKeysDisabled, PermissionDenied
 from healthway.storage.models import (
     AccessToken,
     Environment,
     LegacyKey,
     OAuthKey,
     OAuthKeySource,
+    Organization,
     Source,
 )
 
@@ -39,6 +43,12 @@ class Grant:
 
     def covers(self, source_id: str) -> bool:
         return self.source_ids is None or source_id in self.source_ids
+
+    def require(self, *needs: scopes.Need) -> None:
+        """Raise InsufficientScope unless the token's scopes allow every need. Legacy tokens have no scopes
+        (legacy keys predate them) and keep the full access they always had."""
+        if self.legacy_api_key is None:
+            scopes.require(self.scope, *needs)
 
 
 def issue(
@@ -88,9 +98,12 @@ _GRANT = (
         Environment.name,
         Environment.organization_id,
         OAuthKey.revoked_at.label("key_revoked_at"),
+        OAuthKey.all_sources,
         LegacyKey.source_id.label("legacy_source_id"),
+        Organization.allow_legacy_keys,
     )
     .join(Environment, Environment.id == AccessToken.environment_id)
+    .join(Organization, Organization.id == Environment.organization_id)
     .outerjoin(OAuthKey, OAuthKey.id == AccessToken.oauth_key_id)
     .outerjoin(LegacyKey, LegacyKey.api_key == AccessToken.legacy_api_key)
     .where(AccessToken.token_digest == sa.bindparam("digest"))
@@ -107,7 +120,8 @@ def _connection(reader: Reader) -> sa.Connection:
 
 
 def authenticate(reader: Reader, token: str, *, now: datetime) -> Grant | None:
-    """The token's grant, or None when it is unknown, expired or revoked, or its key is gone or revoked.
+    """The token's grant, or None when it is unknown, expired or revoked, or its key is gone, revoked or left
+    without sources. A legacy token while its organization has legacy keys off raises LegacyKeysDisabled.
 
     One joined query (plus one for keys limited to listed sources).
     """
@@ -120,14 +134,22 @@ def authenticate(reader: Reader, token: str, *, now: datetime) -> Grant | None:
     if row.oauth_key_id is not None:
         if row.key_revoked_at is not None:
             return None
-        source_ids = frozenset(db.execute(_KEY_SOURCES, {"key_id": row.oauth_key_id}).scalars()) or None
+        source_ids = None if row.all_sources else _key_sources(db, row.oauth_key_id)
+        if source_ids == frozenset():
+            return None  # limited to listed sources, and the last of them was deleted: the key is disabled
     elif row.legacy_source_id is not None:
+        if not row.allow_legacy_keys:
+            raise LegacyKeysDisabled()
         source_ids = frozenset({row.legacy_source_id})
     else:
         return None  # its key is gone
     # A detached Environment: the grant outlives the connection that read it.
     environment = Environment(id=row.id, name=row.name, organization_id=row.organization_id)
     return Grant(environment, row.scope, row.expires_at, row.oauth_key_id, row.legacy_api_key, source_ids)
+
+
+def _key_sources(db: sa.Connection, key_id: str) -> frozenset[str]:
+    return frozenset(db.execute(_KEY_SOURCES, {"key_id": key_id}).scalars())
 
 
 def revoke(session: Session, token: str, *, now: datetime) -> bool:

@@ -1,9 +1,16 @@
 """JWK Sets registered by URL: fetched with httpx behind an SSRF guard, cached per Cache-Control.
 
 ``JwksFetcher`` is the boundary (a Protocol); ``HttpJwksFetcher`` is the real one and
-``healthway.testing.FakeJwksFetcher`` the fake. Cache rules: a set is kept for its ``max-age`` bounded to
-5 min..1 h; a ``kid`` missing from a cached set triggers at most one refetch per ``refetch_interval``, so key
-rotation through the URL works and a flood of unknown kids cannot turn us into a request amplifier.
+``healthway.testing.FakeJwksFetcher`` the fake. Cache rules (SMART Backend Services: never cache a JWK Set longer
+than the client's cache headers allow):
+
+- a set is reused for its ``max-age``, capped at 1 h; ``max-age=0``, ``no-store`` or ``no-cache`` mean it is not
+  reused at all (each assertion fetches it again, so a key removed from the URL stops working at once); without
+  a ``Cache-Control`` header it is kept 5 min;
+- a ``kid`` missing from the last fetched set triggers at most one refetch per ``refetch_interval``, whatever the
+  set's freshness, so key rotation through the URL works and a flood of unknown kids cannot turn us into a
+  request amplifier (such an assertion is refused against the last set, which never lacks a removed key);
+- requests waiting while a fetch is under way use its result: it is newer than they are.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ import orjson
 
 from healthway.errors import InvalidRequest
 
-MIN_MAX_AGE, MAX_MAX_AGE = 300.0, 3600.0
+DEFAULT_MAX_AGE, MAX_MAX_AGE = 300.0, 3600.0
 MAX_BYTES = 64 * 1024
 MAX_REDIRECTS = 3
 TIMEOUT = httpx.Timeout(3.0)
-_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_DIRECTIVE = re.compile(r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*"?([^",]*)"?)?\s*')
 
 
 class JwksUnavailable(Exception):
@@ -64,9 +71,22 @@ def address_allowed(address: str, *, allow_private: bool) -> bool:
 
 
 def cache_seconds(cache_control: str | None) -> float:
-    match = _MAX_AGE.search(cache_control or "")
-    seconds = float(match[1]) if match else MIN_MAX_AGE
-    return min(max(seconds, MIN_MAX_AGE), MAX_MAX_AGE)
+    """How long a set may be reused under this ``Cache-Control`` (RFC 9111 §5.2.2): 0 for ``no-store``,
+    ``no-cache`` or ``max-age=0``, else ``max-age`` capped at 1 h; 5 min without a max-age; 0 when unreadable."""
+    if cache_control is None or not cache_control.strip():
+        return DEFAULT_MAX_AGE
+    directives: dict[str, str] = {}
+    for part in cache_control.split(","):  # directives hold no quoted commas that matter here
+        match = _DIRECTIVE.fullmatch(part)
+        if match is None:
+            return 0.0  # an unreadable header allows nothing we could rely on
+        directives.setdefault(match[1].lower(), match[2] or "")
+    if "no-store" in directives or "no-cache" in directives:
+        return 0.0
+    if "max-age" not in directives:
+        return DEFAULT_MAX_AGE
+    max_age = directives["max-age"]
+    return min(float(max_age), MAX_MAX_AGE) if max_age.isdigit() else 0.0
 
 
 @dataclass
@@ -104,24 +124,25 @@ class HttpJwksFetcher:
         self._transport = transport
 
     async def fetch(self, url: str, *, kid: str) -> dict[str, Any]:
-        entry = self._cache.get(url)
+        entry, arrived = self._cache.get(url), self._now()
         if entry is not None and self._usable(entry, kid):
             return entry.jwks
         async with self._locks.setdefault(url, asyncio.Lock()):  # one fetch per URL at a time
             entry = self._cache.get(url)
-            if entry is not None and self._usable(entry, kid):
-                return entry.jwks
+            if entry is not None and (entry.fetched_at > arrived or self._usable(entry, kid)):
+                return entry.jwks  # fetched while this request waited, or fresh
             jwks, max_age = await self._download(url)
             now = self._now()
             self._cache[url] = _Entry(jwks, now + max_age, now)
             return jwks
 
     def _usable(self, entry: _Entry, kid: str) -> bool:
-        """Fresh, and holding the kid or fetched too recently to fetch again (then the kid is simply unknown)."""
+        """Holding the kid and still fresh; or lacking it and fetched too recently to fetch again (then the kid is
+        simply unknown: refused against this set, whatever its age)."""
         now = self._now()
-        if now >= entry.expires_at:
-            return False
-        return kid in _kids(entry.jwks) or now - entry.fetched_at < self._refetch_interval
+        if kid in _kids(entry.jwks):
+            return now < entry.expires_at
+        return now - entry.fetched_at < self._refetch_interval
 
     async def _download(self, url: str) -> tuple[dict[str, Any], float]:
         # A client per download: fetches are rare (cached for minutes) and nothing stays open between them.

@@ -3,6 +3,14 @@
 Kept so connected systems work while they migrate to OAuth keys. Secrets and tokens are stored as SHA-256
 digests and compared in constant time. A refresh token is spent on use; presenting a spent one revokes its whole
 family (the sign of a stolen token). Rotating the secret revokes every token issued under the old one.
+
+Spending a refresh token is one conditional ``UPDATE ... WHERE spent_at IS NULL ... RETURNING``: of two
+concurrent refreshes exactly one gets the row back (on PostgreSQL the second waits for the first's row lock and
+then finds it spent); the other is treated as a reuse.
+
+While the organization has ``allow_legacy_keys`` turned off, legacy keys do not authenticate at all (the
+credentials are still checked first, so the answer reveals nothing to someone who does not hold them), and
+the access tokens they issued are refused (``services.access_tokens``).
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -19,7 +27,7 @@ from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
 from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret, same_digest
-from healthway.errors import Conflict, PermissionDenied, Unauthenticated
+from healthway.errors import Conflict, LegacyKeysDisabled, PermissionDenied, Unauthenticated
 from healthway.services import access_tokens, audit, authz
 from healthway.storage.models import AccessToken, Environment, LegacyKey, Organization, RefreshToken, Source
 
@@ -75,6 +83,7 @@ def authenticate(session: Session, *, api_key: str, secret: str, now: datetime) 
     presented = digest(secret) if has_kind(secret, SecretKind.LEGACY_SECRET) else _DUMMY_DIGEST + "x"
     if not same_digest(presented, key.secret_digest if key else _DUMMY_DIGEST) or key is None:
         raise Unauthenticated("invalid apiKey or secret")
+    _require_allowed(session, key.api_key)
     key.last_used_at = now
     return _issue(session, key, family_id=str(uuid.uuid4()), refresh_expires=now + REFRESH_LIFETIME, now=now)
 
@@ -84,21 +93,61 @@ def refresh(session: Session, *, api_key: str, refresh_token: str, now: datetime
 
     Reuse of a spent token revokes its whole family and raises ``RefreshReuse``: the caller must still commit.
     """
-    row = (
-        session.get(RefreshToken, digest(refresh_token))
-        if has_kind(refresh_token, SecretKind.REFRESH_TOKEN) and len(refresh_token) < 200
-        else None
-    )
-    if row is None or row.legacy_api_key != api_key or row.revoked_at is not None or row.expires_at <= now:
-        raise Unauthenticated("invalid refresh token")
-    if row.spent_at is not None:
-        _revoke_family(session, row.family_id, now)
-        raise RefreshReuse("this refresh token was already used; every token of its family is now revoked")
-    row.spent_at = now
+    token_digest = digest(refresh_token) if _refresh_shaped(refresh_token) else None
+    spent = _spend(session, token_digest, api_key, now) if token_digest else None
+    if spent is None:
+        _refuse_refresh(session, token_digest, api_key, now)
+    family_id, refresh_expires = spent
+    _require_allowed(session, api_key)
     key = session.get(LegacyKey, api_key)
     assert key is not None
     key.last_used_at = now
-    return _issue(session, key, family_id=row.family_id, refresh_expires=row.expires_at, now=now)
+    return _issue(session, key, family_id=family_id, refresh_expires=refresh_expires, now=now)
+
+
+def _refresh_shaped(token: str) -> bool:
+    return has_kind(token, SecretKind.REFRESH_TOKEN) and len(token) < 200
+
+
+def _spend(session: Session, token_digest: str, api_key: str, now: datetime) -> tuple[str, datetime] | None:
+    """Mark the token spent if it is valid and unspent, in one conditional statement; (family, expiry) or None."""
+    row = session.execute(
+        sa.update(RefreshToken)
+        .where(
+            RefreshToken.token_digest == token_digest,
+            RefreshToken.legacy_api_key == api_key,
+            RefreshToken.spent_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > now,
+        )
+        .values(spent_at=now)
+        .returning(RefreshToken.family_id, RefreshToken.expires_at),
+        execution_options={"synchronize_session": False},
+    ).first()
+    return (row.family_id, row.expires_at) if row else None
+
+
+def _refuse_refresh(session: Session, token_digest: str | None, api_key: str, now: datetime) -> NoReturn:
+    """Why a refresh token could not be spent: unknown, not this key's, revoked or expired; or already spent
+    (a reuse: the family is revoked)."""
+    row = session.get(RefreshToken, token_digest, populate_existing=True) if token_digest else None
+    if row is None or row.legacy_api_key != api_key or row.revoked_at is not None or row.expires_at <= now:
+        raise Unauthenticated("invalid refresh token")
+    _revoke_family(session, row.family_id, now)
+    raise RefreshReuse("this refresh token was already used; every token of its family is now revoked")
+
+
+def _require_allowed(session: Session, api_key: str) -> None:
+    """Legacy keys authenticate only while their organization allows them."""
+    allowed = session.scalar(
+        sa.select(Organization.allow_legacy_keys)
+        .join(Environment, Environment.organization_id == Organization.id)
+        .join(Source, Source.environment_id == Environment.id)
+        .join(LegacyKey, LegacyKey.source_id == Source.id)
+        .where(LegacyKey.api_key == api_key)
+    )
+    if not allowed:
+        raise LegacyKeysDisabled()
 
 
 class RefreshReuse(Unauthenticated):

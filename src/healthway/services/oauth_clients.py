@@ -24,8 +24,8 @@ from healthway.domain import assertions, jwk, scopes
 from healthway.domain.actors import Actor, ActorType
 from healthway.domain.assertions import Verified
 from healthway.domain.audit import AuditAction
-from healthway.errors import InvalidClient, OAuthInvalidRequest, UnsupportedGrantType
-from healthway.services import access_tokens, audit, jti
+from healthway.errors import InvalidClient, LegacyKeysDisabled, OAuthInvalidRequest, UnsupportedGrantType
+from healthway.services import access_tokens, audit, jti, oauth_keys
 from healthway.services.jwks_fetcher import JwksFetcher, JwksUnavailable
 from healthway.services.oauth_rejections import RejectionAggregator, RejectionEvent
 from healthway.services.token_issuer import IssueRequest, TokenIssuer
@@ -69,7 +69,7 @@ def load_client(session: Session, client_id: str) -> Client | None:
     row = session.execute(
         sa.select(OAuthKey, Environment.organization_id)
         .join(Environment)
-        .where(OAuthKey.client_id == client_id, OAuthKey.revoked_at.is_(None))
+        .where(OAuthKey.client_id == client_id, oauth_keys.usable())
     ).first()
     if row is None:
         return None
@@ -203,6 +203,7 @@ class OAuthServer:
             auth.assertion.expires_at,
             scope,
             touch_last_used=chores.touch_last_used,
+            verified_at=auth.assertion.verified_at,
         )
         try:
             token = await self._issuer.issue(request)
@@ -249,7 +250,10 @@ class OAuthServer:
         def work(session: Session) -> dict[str, Any]:
             _require_key(session, auth.client)
             _record_use(session, auth, now, chores)
-            grant = access_tokens.authenticate(session, token, now=now)
+            try:
+                grant = access_tokens.authenticate(session, token, now=now)
+            except LegacyKeysDisabled:  # a legacy token of an organization that turned them off: not active
+                grant = None
             if grant is None or grant.environment.id != auth.client.environment_id:
                 return {"active": False}
             client_id = session.scalar(sa.select(OAuthKey.client_id).where(OAuthKey.id == grant.oauth_key_id))
@@ -278,7 +282,7 @@ class OAuthServer:
 
 def _require_key(session: Session, client: Client) -> None:
     """The key still exists (it may have been deleted while its client was cached here)."""
-    alive = session.scalar(sa.select(OAuthKey.id).where(OAuthKey.id == client.key_id, OAuthKey.revoked_at.is_(None)))
+    alive = session.scalar(sa.select(OAuthKey.id).where(OAuthKey.id == client.key_id, oauth_keys.usable()))
     if alive is None:
         raise InvalidClient("unknown client")
 
@@ -288,8 +292,12 @@ def _record_use(session: Session, auth: Authenticated, now: datetime, chores: Ch
     client = auth.client
     if chores.purge:
         jti.purge(session, now=now)
-    expires_at = datetime.fromtimestamp(auth.assertion.expires_at, UTC)
-    if not jti.remember(session, client_id=client.client_id, jti=auth.assertion.jti, expires_at=expires_at, now=now):
+    assertion = auth.assertion
+    expires_at = datetime.fromtimestamp(assertion.expires_at, UTC)
+    verified_at = datetime.fromtimestamp(assertion.verified_at, UTC)
+    if not jti.remember(
+        session, client_id=client.client_id, jti=assertion.jti, expires_at=expires_at, verified_at=verified_at
+    ):
         raise InvalidClient("this client assertion was already used (jti replay)")
     if chores.touch_last_used:
         session.execute(sa.update(OAuthKey).where(OAuthKey.id == client.key_id).values(last_used_at=now))

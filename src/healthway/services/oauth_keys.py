@@ -1,5 +1,9 @@
 """OAuth API keys: clients of the token endpoint, each in one environment, optionally limited to some sources.
 
+A key created without sources covers every source of its environment (``all_sources``, stored explicitly). A
+key created with sources covers those only; when the last of them is deleted it covers nothing and is disabled
+(``usable``): the token endpoint refuses it and its tokens stop working.
+
 A key holds a JWK Set (by value) or a JWKS URL, and a pinned signing algorithm. ``generate`` creates the key pair
 here and returns the private half once; only the public JWK is stored.
 """
@@ -95,6 +99,7 @@ def create(
         jwks=jwks,
         jwks_url=jwks_url,
         scopes=_allowed_scopes(allowed_scopes),
+        all_sources=not sources,
     )
     session.add(key)
     session.flush()
@@ -122,6 +127,12 @@ def create(
 
 def kids(key: OAuthKey) -> list[str]:
     return [k["kid"] for k in (key.jwks or {}).get("keys", [])]
+
+
+def usable() -> sa.ColumnElement[bool]:
+    """The WHERE clause of keys that can authenticate: not revoked, and covering at least one source."""
+    listed = sa.exists().where(OAuthKeySource.key_id == OAuthKey.id)
+    return sa.and_(OAuthKey.revoked_at.is_(None), sa.or_(OAuthKey.all_sources, listed))
 
 
 def source_ids(session: Session, key: OAuthKey) -> list[str]:
@@ -168,6 +179,8 @@ def describe(key: OAuthKey, environment: Environment, sources: list[str]) -> dic
         "name": key.name,
         "environment": environment.name,
         "sources": sources,
+        "all_sources": key.all_sources,
+        "disabled": not key.all_sources and not sources,  # its last listed source was deleted
         "alg": key.alg,
         "kid": key_ids[0] if key_ids else None,
         "kids": key_ids,

@@ -45,41 +45,47 @@ class RateLimiter:
             retry_after=retry_after,
         )
 
-    async def count(self, item: RateLimitItem, *key: str) -> None:
-        """Count one hit without refusing anything (failures are counted after the fact)."""
-        await self._limiter.hit(item, *key)
+    async def count(self, item: RateLimitItem, *key: str) -> bool:
+        """Count one hit without refusing anything; False when that hit went over the limit."""
+        return await self._limiter.hit(item, *key)
 
     async def test(self, item: RateLimitItem, *key: str) -> bool:
         """True while ``key`` has hits left (without counting one)."""
         return await self._limiter.test(item, *key)
 
 
-# Credential failures allowed before the credential endpoints answer 429. Windows are bounded, so a legitimate
-# caller is never locked out for long, and at most 100 failures per hour are possible per key (ASVS 2.2.1).
+# Credential failures allowed before a failure is answered 429. Windows are bounded, so a legitimate caller is
+# never locked out for long, and at most 100 failures per hour are possible per key and address (ASVS 2.2.1).
 FAILURES_PER_KEY = parse("20/minute")
 FAILURES_PER_KEY_HOURLY = parse("100/hour")
 FAILURES_PER_ADDRESS = parse("200/minute")
 
 
 class BruteForceGuard:
-    """Counts failed credential checks per key and per client address; successes cost nothing."""
+    """Counts failed credential checks per (claimed key, client address) and per client address.
+
+    The key is what a request *claims* (an unverified ``client_id``/``iss``, a legacy ``apiKey``): anyone can
+    claim anyone's, so the count is never per key alone, and only failures are ever refused. A request whose
+    credential verifies is answered normally whatever the counters say, even from an address that failed a
+    lot (it may be a NAT shared with an attacker); guessing a 256-bit secret or forging a signature is not
+    helped by that. A failure over a limit is answered 429 (with when to retry) instead of 401.
+    """
 
     def __init__(self, limiter: RateLimiter) -> None:
         self._limiter = limiter
 
     def _checks(self, key: str, address: str) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
         return [
-            (FAILURES_PER_KEY, ("fail-key", key)),
-            (FAILURES_PER_KEY_HOURLY, ("fail-key", key)),
+            (FAILURES_PER_KEY, ("fail-key", key, address)),
+            (FAILURES_PER_KEY_HOURLY, ("fail-key", key, address)),
             (FAILURES_PER_ADDRESS, ("fail-address", address)),
         ]
 
-    async def check(self, *, key: str, address: str) -> None:
-        """Raise RateLimited while either the key or the address has used up its failures."""
-        for item, ident in self._checks(key, address):
-            if not await self._limiter.test(item, *ident):
-                await self._limiter.refuse(item, *ident, what="failed attempts")
-
     async def failed(self, *, key: str, address: str) -> None:
-        for item, ident in self._checks(key, address):
-            await self._limiter.count(item, *ident)
+        """Count one failure; raise RateLimited when this key from this address, or this address, is over."""
+        over = [
+            (item, ident) for item, ident in self._checks(key, address) if not await self._limiter.count(item, *ident)
+        ]
+        if over:
+            item, ident = over[0]
+            await self._limiter.refuse(item, *ident, what="failed attempts")

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from healthway.domain.secrets import SecretKind, digest, new_secret
 from healthway.errors import InvalidClient
-from healthway.services import jti
+from healthway.services import jti, oauth_keys
 from healthway.storage.models import AccessToken, OAuthKey, UsedAssertion
 
 Submit = Callable[[Callable[[Session], Any]], Awaitable[Any]]
@@ -38,6 +38,7 @@ class IssueRequest:
     assertion_expires_at: float
     scope: str
     touch_last_used: bool = False  # also write the key's last_used_at
+    verified_at: float | None = None  # when the assertion was checked (default: the batch's write time)
 
 
 Outcome = str | InvalidClient  # the token in clear, or why it was refused
@@ -45,13 +46,14 @@ Outcome = str | InvalidClient  # the token in clear, or why it was refused
 
 @cache
 def _jti_upsert(dialect: str) -> Any:
-    """Prebuilt (so compiled once): record a jti, or take over an expired row; RETURNING what was recorded."""
+    """Prebuilt (so compiled once): record a jti, or take over a row that had expired when the assertions were
+    verified (``verified_at``, see ``services.jti``); RETURNING what was recorded."""
     table = cast(sa.Table, UsedAssertion.__table__)
     insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
     return insert.on_conflict_do_update(
         index_elements=[table.c.client_id, table.c.jti],
         set_={"expires_at": insert.excluded.expires_at},
-        where=table.c.expires_at <= sa.bindparam("now", type_=table.c.expires_at.type),
+        where=table.c.expires_at <= sa.bindparam("verified_at", type_=table.c.expires_at.type),
     ).returning(table.c.client_id, table.c.jti)
 
 
@@ -59,19 +61,23 @@ _TOKEN_INSERT = sa.insert(cast(sa.Table, AccessToken.__table__))
 
 
 def _alive_keys(session: Session, key_ids: set[str]) -> set[str]:
-    query = sa.select(OAuthKey.id).where(OAuthKey.id.in_(key_ids), OAuthKey.revoked_at.is_(None))
+    query = sa.select(OAuthKey.id).where(OAuthKey.id.in_(key_ids), oauth_keys.usable())
     return set(session.scalars(query))
 
 
 def _record_jtis(session: Session, requests: Sequence[IssueRequest], now: datetime) -> set[tuple[str, str]]:
     """The (client_id, jti) pairs newly recorded, in one multi-row statement. Pairs are distinct in it (one
-    statement may not touch a row twice); a second request for a pair in the same batch is a replay."""
+    statement may not touch a row twice); a second request for a pair in the same batch is a replay.
+
+    A row is taken over only if it had expired at the earliest verification time of the batch: one value for
+    the whole statement (its WHERE is shared by every row), and the earliest is the strictest."""
+    verified_at = min((_verified_at(r, now) for r in requests), default=now)
     rows = {
         (r.client_id, r.jti): {
             "client_id": r.client_id,
             "jti": r.jti,
             "expires_at": datetime.fromtimestamp(r.assertion_expires_at, UTC),
-            "now": now,
+            "verified_at": verified_at,
         }
         for r in reversed(requests)  # reversed: the first request of a pair is the one kept
     }
@@ -80,6 +86,10 @@ def _record_jtis(session: Session, requests: Sequence[IssueRequest], now: dateti
     statement = _jti_upsert(session.get_bind().dialect.name)
     returned = session.connection().execute(statement, list(rows.values()))
     return {(client_id, jti_) for client_id, jti_ in returned}
+
+
+def _verified_at(request: IssueRequest, now: datetime) -> datetime:
+    return now if request.verified_at is None else datetime.fromtimestamp(request.verified_at, UTC)
 
 
 def issue_many(

@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy import false as sa_false
 from sqlalchemy.engine import Dialect
@@ -174,13 +175,16 @@ class OAuthKey(Base):
     jwks: Mapped[dict[str, Any] | None]
     jwks_url: Mapped[str | None] = mapped_column(String(2000))
     scopes: Mapped[list[Any]] = mapped_column(default=lambda: ["system/*.*"])
+    # Every source of the environment, stated explicitly. False: only the sources listed in oauth_key_sources,
+    # so a limited key whose last listed source is deleted covers nothing (disabled), never everything.
+    all_sources: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
 
 
 class OAuthKeySource(Base):
-    """Limits a key to a listed few sources; a key with no rows here covers every source of its environment."""
+    """Limits a key (``all_sources`` false) to a listed few sources; without rows left, the key is disabled."""
 
     __tablename__ = "oauth_key_sources"
     key_id: Mapped[str] = mapped_column(ForeignKey("oauth_keys.id", ondelete="CASCADE"), primary_key=True)

@@ -13,11 +13,11 @@ from starlette.responses import Response
 
 from healthway.app import Healthway
 from healthway.domain import messages
-from healthway.errors import HealthwayError, InvalidRequest, InvalidToken, PayloadTooLarge, ServerBusy
+from healthway.errors import HealthwayError, InvalidRequest, InvalidToken, PayloadTooLarge
 from healthway.services import intake
 from healthway.transports.http import bearer
 from healthway.transports.http.bearer import Caller
-from healthway.transports.http.errors import rate_limit_headers
+from healthway.transports.http.errors import error_headers
 from healthway.transports.http.limits import UploadSlots
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -134,10 +134,5 @@ def fhir_error(exc: HealthwayError) -> Response:
         exc.status_code,
         messages.FHIR_JSON,
     )
-    if isinstance(exc, InvalidToken):
-        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    elif exc.status_code == 429:
-        response.headers.update(rate_limit_headers(exc))  # type: ignore[arg-type]
-    elif isinstance(exc, ServerBusy):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    response.headers.update(error_headers(exc))
     return response

@@ -12,7 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from healthway.errors import HealthwayError, InvalidToken, OAuthError, RateLimited, ServerBusy
+from healthway.errors import (
+    HealthwayError,
+    InsufficientScope,
+    InvalidToken,
+    LegacyKeysDisabled,
+    OAuthError,
+    RateLimited,
+    ServerBusy,
+)
 
 _HTTP_CODES = {
     400: "invalid_request",
@@ -47,17 +55,29 @@ def rate_limit_headers(exc: RateLimited) -> dict[str, str]:
     }
 
 
+def error_headers(exc: HealthwayError) -> dict[str, str]:
+    """The headers an error answer carries: rate-limit figures, when to come back, or a bearer challenge."""
+    if isinstance(exc, RateLimited):
+        return rate_limit_headers(exc)
+    if isinstance(exc, ServerBusy):
+        return {"Retry-After": str(exc.retry_after)}
+    return challenge_headers(exc)
+
+
+def challenge_headers(exc: HealthwayError) -> dict[str, str]:
+    """RFC 6750 §3 ``WWW-Authenticate`` for bearer-token refusals (and ``Deprecation`` for legacy ones)."""
+    if isinstance(exc, InsufficientScope):
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{exc.scope}"'}
+    if isinstance(exc, InvalidToken):
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        return headers | LegacyKeysDisabled.headers if isinstance(exc, LegacyKeysDisabled) else headers
+    return {}
+
+
 def render(exc: HealthwayError) -> JSONResponse:
     if isinstance(exc, OAuthError):
         return oauth_error_response(exc)
-    headers = None
-    if isinstance(exc, RateLimited):
-        headers = rate_limit_headers(exc)
-    elif isinstance(exc, InvalidToken):
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    elif isinstance(exc, ServerBusy):
-        headers = {"Retry-After": str(exc.retry_after)}
-    return error_response(exc.status_code, exc.code, exc.message, headers)
+    return error_response(exc.status_code, exc.code, exc.message, error_headers(exc) or None)
 
 
 async def _healthway_error(_request: Request, exc: Exception) -> Response:

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from healthway.domain import messages
+from healthway.domain import messages, scopes
 from healthway.errors import HealthwayError
 from healthway.services import intake
 from healthway.transports.http import sync
@@ -28,6 +28,7 @@ async def endpoint(request: Request) -> Response:
     """Data Model API SEND → 202 with the request's Meta plus Meta.Logs, after the commit."""
     hw, caller, body = await accept(request)
     meta = messages.parse_data_model(parse_json(body))
+    caller.grant.require(scopes.for_data_model(meta.data_model, query=meta.is_query))
     if meta.is_query:
         return await sync.data_model_query(hw, caller, request, body, meta)
     sub = submission(
@@ -55,7 +56,9 @@ async def process_message(request: Request) -> Response:
     """FHIR message Bundle → 202 + OperationOutcome naming the log. Errors are OperationOutcomes too."""
     try:
         hw, caller, body = await accept(request)
-        event_type = messages.parse_fhir_message(parse_json(body))
+        bundle = parse_json(body)
+        event_type = messages.parse_fhir_message(bundle)
+        caller.grant.require(*scopes.for_fhir_message(messages.message_resource_types(bundle)))
         sub = submission(
             hw, caller, request, body, content_type=messages.FHIR_JSON, data_model="Bundle", event_type=event_type
         )

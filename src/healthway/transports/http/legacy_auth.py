@@ -1,4 +1,8 @@
-"""Legacy authentication (deprecated): ``POST /auth/authenticate`` and ``POST /auth/refreshToken``, Redox's shapes."""
+"""Legacy authentication (deprecated): ``POST /auth/authenticate`` and ``POST /auth/refreshToken``, Redox's shapes.
+
+Every answer carries ``Deprecation: true``; while the organization has legacy keys turned off, right credentials
+get 401 ``legacy_keys_disabled`` with a message saying so.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from starlette.routing import Route
 
 from healthway.app import Healthway
 from healthway.domain.messages import check_text
-from healthway.errors import HealthwayError, InvalidRequest, Unauthenticated
+from healthway.errors import HealthwayError, InvalidRequest, LegacyKeysDisabled, Unauthenticated
 from healthway.services import legacy_keys
 from healthway.services.legacy_keys import RefreshReuse, TokenPair
 from healthway.transports.http.data_wire import json_response, parse_json, read_body
@@ -57,10 +61,12 @@ async def _handle(request: Request, names: tuple[str, str], work: Callable[..., 
     address = request.client.host if request.client else "unknown"
     try:
         api_key, credential = _fields(parse_json(await read_body(request, MAX_BODY)), *names)
-        await hw.guard.check(key=api_key[:64], address=address)
         try:
             pair = await run_in_threadpool(_exchange, hw, lambda s: work(s, api_key, credential, hw.clock()))
+        except LegacyKeysDisabled:
+            raise  # the credentials were right
         except Unauthenticated:
+            # Counted per (apiKey, address): a right secret is never refused for failures (BruteForceGuard).
             await hw.guard.failed(key=api_key[:64], address=address)
             raise
     except HealthwayError as exc:

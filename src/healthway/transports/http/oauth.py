@@ -87,19 +87,18 @@ def _claimed_client(form: dict[str, str]) -> str:
 
 
 async def token(request: Request) -> Response:
-    """Failed client authentications are counted per claimed client and per address (brute-force guard)."""
+    """Failed client authentications are counted per (claimed client, address) and per address; only a failure
+    is ever refused for them (429), never a request whose assertion verifies (``BruteForceGuard``)."""
     hw: Healthway = request.app.state.healthway
     form = await read_form(request)
-    address, client = _address(request) or "unknown", _claimed_client(form)
-    try:
-        await hw.guard.check(key=client, address=address)
-    except RateLimited as exc:
-        body = {"error": "rate_limited", "error_description": exc.message}
-        return json_response(body, 429, headers=NO_STORE | rate_limit_headers(exc))
     try:
         body = await _server(request).token(form, address=_address(request))
     except InvalidClient:
-        await hw.guard.failed(key=client, address=address)
+        try:
+            await hw.guard.failed(key=_claimed_client(form), address=_address(request) or "unknown")
+        except RateLimited as exc:
+            body = {"error": "rate_limited", "error_description": exc.message}
+            return json_response(body, 429, headers=NO_STORE | rate_limit_headers(exc))
         raise
     return json_response(body, headers=NO_STORE)
 

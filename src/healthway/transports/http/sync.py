@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from healthway.app import Healthway
 from healthway.delivery.requests import TimedOut
-from healthway.domain import messages
+from healthway.domain import messages, scopes
 from healthway.domain.messages import DataModelMeta
 from healthway.domain.routing import MessageFacts
 from healthway.errors import BadGateway, GatewayTimeout, HealthwayError, InvalidRequest
@@ -98,6 +98,7 @@ async def fhir_read(request: Request) -> Response:
         resource_type, resource_id = request.path_params["type"], request.path_params.get("id")
         if not RESOURCE_TYPE.fullmatch(resource_type) or (resource_id and not RESOURCE_ID.fullmatch(resource_id)):
             raise InvalidRequest("not a FHIR resource type or id")
+        caller.grant.require(scopes.for_fhir_read(resource_type, search=resource_id is None))
         path = f"{resource_type}/{resource_id}" if resource_id else resource_type
         route = await run_in_threadpool(_route, hw, caller.source.id, None, ("fhir",), None)
         params = dict(request.query_params)

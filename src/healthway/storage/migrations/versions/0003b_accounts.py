@@ -2,7 +2,7 @@
 throttling per (account, address) with aggregated refusals
 
 Revision ID: 0003b
-Revises: 0002c
+Revises: 0003a
 Create Date: 2026-12-01 09:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = "0003b"
-down_revision: str | None = "0002c"
+down_revision: str | None = "0003a"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
