@@ -93,8 +93,9 @@ def test_the_cli_applies_the_same_destination_rules(cli: Cli, tmp_path: Path) ->
     assert "address destinations may not reach" in refused(*hook, "H", "--url", "https://169.254.169.254/", **strict)
     assert "must be an https:// URL" in refused(*hook, "H", "--url", "http://hooks.example.org/in", **strict)
     assert cli.run(*hook, "Local", "--url", "http://127.0.0.1:9/in", "--json").returncode == 0  # opted in
-    # Item 12: an SFTP destination needs the server's host key fingerprint.
+    # Item 12: an SFTP host key fingerprint, when given, must be one (without one, the first key met is pinned).
     (tmp_path / "pw").write_text("pw-123\n")
     sftp = ("destination", "create", "--env", "development", "--kind", "sftp", "--name", "Drop", "--host")
     sftp += ("files.example.org", "--port", "22", "--username", "u", "--password-file", str(tmp_path / "pw"))
-    assert "host_key_sha256 is required" in refused(*sftp)
+    assert "host_key_sha256 must be a SHA256 fingerprint" in refused(*sftp, "--host-key-sha256", "MD5:ab")
+    assert "host_key_sha256" not in json.loads(cli.run(*sftp, "--path", "/in", "--json").stdout)["config"]

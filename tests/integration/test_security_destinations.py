@@ -33,10 +33,11 @@ from healthway.delivery.senders.sftp import SftpSender
 from healthway.delivery.senders.webhook import WebhookSender
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.retry import Outcome
+from healthway.services import destinations
 from healthway.services.outbound import OutboundGuard
 from healthway.settings import Settings
 from healthway.storage.db import Database
-from healthway.storage.models import Attempt, Base, Destination
+from healthway.storage.models import Attempt, AuditEvent, Base, Destination
 from healthway.testing import FakeResolver, loopback_guard
 from healthway.transports.http.app import create_app
 from tests.factories import make_access_token, make_org, make_source
@@ -416,15 +417,36 @@ def test_control_characters_in_header_values_are_refused(db: Database) -> None:
             assert "X-Injected" not in response.text
 
 
-# -- item 12: SFTP destinations need the server's host key fingerprint -------------------------------------------
+# -- item 12: SFTP host keys, given or pinned on first use -------------------------------------------------------
 
 
-def test_an_sftp_destination_without_a_host_key_fingerprint_is_refused(db: Database) -> None:
+def test_an_sftp_fingerprint_is_optional_but_must_be_one(db: Database) -> None:
     fields = {"kind": "sftp", "host": "files.example.org", "port": 22, "username": "u", "password": "pw"}
     with gateway(db) as env:
-        missing = create(env, **fields)
-        assert missing.status_code == 400 and "host_key_sha256 is required" in missing.json()["error"]["message"]
-        assert create(env, **fields, host_key_sha256=FINGERPRINT).status_code == 201
+        unpinned = create(env, **fields)
+        assert unpinned.status_code == 201 and "host_key_sha256" not in unpinned.json()["config"]
+        bad = create(env, **fields, name="bad", host_key_sha256="MD5:ab:cd")
+        assert bad.status_code == 400 and "host_key_sha256 must be a SHA256 fingerprint" in bad.text
+        pinned = create(env, **fields, name="pinned", host_key_sha256=FINGERPRINT)
+        assert pinned.status_code == 201 and pinned.json()["config"]["host_key_sha256"] == FINGERPRINT
+
+
+def test_the_first_pin_wins_and_is_audited(db: Database) -> None:
+    with db.session() as session:
+        env = make_org(session).envs["development"]
+        config = {"host": "files.example.org", "port": 22, "username": "u", "password": "pw"}
+        destination = Destination(environment_id=env.id, name="drop", kind="sftp", config=config)
+        session.add(destination)
+    with db.session() as session:
+        assert destinations.pin_host_key(session, destination.id, "SHA256:first") == "SHA256:first"
+    with db.session() as session:
+        assert destinations.pin_host_key(session, destination.id, "SHA256:second") == "SHA256:first"
+        stored = session.get(Destination, destination.id)
+        assert stored is not None and stored.config == config | {"host_key_sha256": "SHA256:first"}
+        events = session.scalars(sa.select(AuditEvent).where(AuditEvent.subject_id == destination.id)).all()
+        assert [(e.action, e.actor_id, e.summary["host_key_sha256"]) for e in events] == [
+            ("destination:update", "delivery worker", "SHA256:first")
+        ]
 
 
 def test_a_stored_token_with_a_line_break_is_a_final_failure_not_a_blocked_lane(httpserver: HTTPServer) -> None:

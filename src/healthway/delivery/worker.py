@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 import structlog
 from prometheus_client import CollectorRegistry
 
+from healthway.delivery.host_keys import DatabaseHostKeyPins
 from healthway.delivery.lanes import Outgoing, load_outgoing, record_lane
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Senders, default_senders
@@ -84,7 +85,7 @@ class DeliveryWorker:
         """Run the loop on its own thread and event loop: FIFO sends are sequential round trips, and they must
         not wait behind every HTTP request the server's own loop has queued."""
         self._stopping = False
-        self.senders = self._given_senders or default_senders(self._guard)
+        self.senders = self._given_senders or default_senders(self._guard, DatabaseHostKeyPins(self.db))
         if self.db.is_sqlite:
             await asyncio.to_thread(self._release_stale_leases)
         else:

@@ -29,3 +29,4 @@ class Actor:
 
 
 CLI = Actor(ActorType.CLI, id="cli", label="cli")
+DELIVERY = Actor(ActorType.ANONYMOUS, id="delivery", label="delivery worker")  # changes the worker makes itself

@@ -20,7 +20,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy.orm import Session
 
-from healthway.domain.actors import Actor
+from healthway.domain.actors import DELIVERY, Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.permissions import Permission
@@ -110,17 +110,15 @@ def _mllp(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
 
 
 def _sftp(config: Mapping[str, Any], policy: OutboundPolicy) -> dict[str, Any]:
-    """The server's host key fingerprint is required: without it the sender could not tell the server from an
-    impostor, who would get the password and the file."""
+    """``host_key_sha256`` pins the server's host key; without it the key met on first use is pinned (see
+    ``pin_host_key``), and from then on a server presenting another key gets neither the password nor the file."""
     password = _text(config, "password", required=False, max_length=1000)
     private_key = _text(config, "private_key", required=False, max_length=20000, multiline=True)
     if not password and not private_key:
         raise InvalidRequest("an sftp destination needs a password or a private key")
     fingerprint = _text(config, "host_key_sha256", required=False, max_length=60)
-    if not fingerprint or not _FINGERPRINT.match(fingerprint):
-        raise InvalidRequest(
-            "host_key_sha256 is required: the server's SHA256 host key fingerprint as ssh-keygen -l prints it"
-        )
+    if fingerprint and not _FINGERPRINT.match(fingerprint):
+        raise InvalidRequest("host_key_sha256 must be a SHA256 fingerprint as ssh-keygen -l prints it")
     return {
         **_host_port(config, policy),
         "username": _text(config, "username", max_length=100),
@@ -272,6 +270,30 @@ def set_enabled(
         subject_id=destination.id,
         summary={"enabled": enabled},
     )
+
+
+def pin_host_key(session: Session, destination_id: str, fingerprint: str) -> str:
+    """Trust on first use: an sftp destination without a host key fingerprint keeps the one its server presented
+    first. The row is locked (FOR UPDATE; SQLite's single writer), so concurrent workers agree on one pin. Returns
+    the pinned fingerprint (the one given, unless another was pinned first)."""
+    destination = session.get(Destination, destination_id, with_for_update=True)
+    if destination is None:  # deleted meanwhile: nothing to keep
+        return fingerprint
+    if pinned := destination.config.get("host_key_sha256"):
+        return str(pinned)
+    destination.config = {**destination.config, "host_key_sha256": fingerprint}
+    environment = session.get(Environment, destination.environment_id)
+    assert environment is not None
+    audit.record(
+        session,
+        actor=DELIVERY,
+        action=AuditAction.DESTINATION_UPDATE,
+        organization_id=environment.organization_id,
+        subject_type="destination",
+        subject_id=destination.id,
+        summary={"host_key_sha256": fingerprint, "pinned": "on first use"},
+    )
+    return fingerprint
 
 
 def view(destination: Destination, environment: Environment) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from healthway.domain.retry import AttemptResult
 
 if TYPE_CHECKING:
+    from healthway.delivery.senders.sftp import HostKeyPins
     from healthway.services.outbound import OutboundGuard
 
 SEND_TIMEOUT = 30.0  # DESIGN §7: no answer in 30 s = retry
@@ -61,9 +62,9 @@ class Senders:
             await sender.aclose()
 
 
-def default_senders(guard: OutboundGuard, timeout: float = SEND_TIMEOUT) -> Senders:
+def default_senders(guard: OutboundGuard, pins: HostKeyPins | None = None, timeout: float = SEND_TIMEOUT) -> Senders:
     """The real senders (imported here so that merely importing the registry opens nothing). Every connection
-    they open goes through ``guard`` (the outbound-address policy)."""
+    they open goes through ``guard`` (the outbound-address policy); ``pins`` keeps SFTP host keys met first."""
     from healthway.delivery.senders.fhir import FhirSender  # noqa: PLC0415
     from healthway.delivery.senders.mllp import MllpSender  # noqa: PLC0415
     from healthway.delivery.senders.sftp import SftpSender  # noqa: PLC0415
@@ -73,7 +74,7 @@ def default_senders(guard: OutboundGuard, timeout: float = SEND_TIMEOUT) -> Send
         {
             "webhook": WebhookSender(guard=guard, timeout=timeout),
             "mllp": MllpSender(guard=guard, timeout=timeout),
-            "sftp": SftpSender(guard=guard, timeout=timeout),
+            "sftp": SftpSender(guard=guard, pins=pins, timeout=timeout),
             "fhir": FhirSender(guard=guard, timeout=timeout),
         }
     )

@@ -1,10 +1,12 @@
 """SFTP destinations: upload each message as one file, under a temporary name, then rename it into place, so a
 reader polling the directory never sees half a file.
 
-The server's host key is pinned by its SHA-256 fingerprint (``host_key_sha256``, as ``ssh-keygen -lf`` prints it),
-which every sftp destination must have: asyncssh checks the key during key exchange, before any authentication, so
-an impostor never sees the password or a signature. A destination without a fingerprint (made before it was
-required) is not connected to at all. The host is resolved and checked by the outbound guard first.
+The server's host key is pinned by its SHA-256 fingerprint (``host_key_sha256``, as ``ssh-keygen -lf`` prints it):
+asyncssh checks the key during key exchange, before any authentication, so a server presenting another key never
+sees the password or a signature. A destination created without a fingerprint is pinned on first use, as OpenSSH
+does for a new host: the first connection only fetches the host key (no credential is sent on it), the pin is stored
+with the destination (first writer wins, so two workers agree), and from then on any other key is refused. The host
+is resolved and checked by the outbound guard first.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import asyncssh
 import structlog
@@ -23,6 +25,7 @@ from healthway.services.outbound import AddressRefused, OutboundGuard
 
 log = structlog.get_logger("healthway.delivery")
 NO_FINGERPRINT = "no host key fingerprint (host_key_sha256) is pinned: nothing is sent to an unverified server"
+KEY_FETCH_TIMEOUT = 10.0
 _EXTENSIONS = {"x-application/hl7-v2+er7": ".hl7", "application/json": ".json", "application/fhir+json": ".json"}
 
 
@@ -33,6 +36,14 @@ def file_name(message: Message) -> str:
 
 def normalize_fingerprint(value: str) -> str:
     return value.strip().removeprefix("SHA256:").rstrip("=")
+
+
+class HostKeyPins(Protocol):
+    """Where first-use host keys are kept (the destination's row)."""
+
+    def pin(self, destination_id: str, fingerprint: str) -> str:
+        """Keep ``fingerprint`` as the destination's host key unless one is pinned already; the pinned one."""
+        ...
 
 
 class _PinnedHostKey(asyncssh.SSHClient):
@@ -60,26 +71,31 @@ def _connect_options(config: Mapping[str, Any]) -> dict[str, Any]:
 class SftpSender:
     """One connection per upload: SFTP destinations take batches of files, not a stream of small messages."""
 
-    def __init__(self, *, guard: OutboundGuard, timeout: float = SEND_TIMEOUT) -> None:
+    def __init__(self, *, guard: OutboundGuard, pins: HostKeyPins | None = None, timeout: float = SEND_TIMEOUT) -> None:
+        """Without ``pins`` a destination must have its fingerprint already."""
         self._guard = guard
+        self._pins = pins
         self._timeout = timeout
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
-        if not target.config.get("host_key_sha256"):
+        if not target.config.get("host_key_sha256") and self._pins is None:
             return AttemptResult.retry(NO_FINGERPRINT)
         try:
-            path = await asyncio.wait_for(self._upload(target.config, message), self._timeout)
+            path = await asyncio.wait_for(self._upload(target, message), self._timeout)
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             return AttemptResult.retry(_failure(exc))
         return AttemptResult(Outcome.DELIVERED, None, f"uploaded {path}")
 
-    async def _upload(self, config: Mapping[str, Any], message: Message) -> str:
+    async def _upload(self, target: Target, message: Message) -> str:
+        config = target.config
         directory = config.get("path") or "."
         final = posixpath.join(directory, file_name(message))
         temporary = posixpath.join(directory, f".{file_name(message)}.part")
-        options = _connect_options(config)
         port = int(config["port"])
         address = (await self._guard.addresses(str(config["host"]), port))[0]
+        if not config.get("host_key_sha256"):
+            config = {**config, "host_key_sha256": await self._pin_first_key(target.id, address, port)}
+        options = _connect_options(config)
         async with (
             asyncssh.connect(address, port, **options) as connection,
             connection.start_sftp_client() as sftp,
@@ -88,6 +104,18 @@ class SftpSender:
                 await handle.write(message.payload)
             await _rename(sftp, temporary, final)
         return final
+
+    async def _pin_first_key(self, destination_id: str, address: str, port: int) -> str:
+        """Trust on first use: fetch the key the server presents (a handshake only, no credential) and pin it."""
+        assert self._pins is not None
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(address, port, config=[]), KEY_FETCH_TIMEOUT)
+        if key is None:
+            raise asyncssh.HostKeyNotVerifiable("the server presented no host key")
+        fingerprint = key.get_fingerprint("sha256")
+        pinned = await asyncio.to_thread(self._pins.pin, destination_id, fingerprint)
+        if pinned == fingerprint:
+            log.info("sftp host key pinned on first use", destination_id=destination_id, fingerprint=fingerprint)
+        return pinned
 
     async def aclose(self) -> None:
         return None
