@@ -6,7 +6,7 @@ import base64
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -27,17 +27,7 @@ from healthway.storage.models import AuditEvent, LoginFailure, User
 from healthway.transports.http.app import create_app
 from tests.factories import World, make_destination, make_log, make_org, make_source, make_subscription
 from tests.integration.platform_actions import make_member
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
+from tests.integration.test_platform_accounts import Clock
 
 
 @dataclass
