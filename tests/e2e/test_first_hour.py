@@ -122,6 +122,11 @@ def test_wrong_input_is_refused_naming_what_is_allowed(cli: Cli) -> None:
     help_text = " ".join(cli.invoke("key", "create-oauth", "--help").stdout.split())
     assert "With --generate: RS384 (default) or ES384" in help_text
 
+    hook = ("destination", "create", "--env", "development", "--name", "H", "--kind", "webhook")
+    spaced = cli.invoke(*hook, "--url", "https://hooks example.org/in", check=False)
+    assert spaced.returncode == 1
+    assert "url has an invalid host name (letters, digits, hyphens and dots)" in spaced.stderr
+
 
 def test_the_printed_next_steps_deliver_a_first_message_and_logs_show_tells_what_happened(cli: Cli) -> None:
     """Quick start to first message: init's three next steps pasted into a shell as printed, then `logs show`

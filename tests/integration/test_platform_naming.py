@@ -45,3 +45,23 @@ def test_the_two_source_headers_naming_different_sources_are_refused(env: Env) -
     assert "Healthway-Source-Id and Redox-Source-Id name different sources" in refused.json()["error"]["message"]
     same = env.post(NEW_PATIENT, token=env.token, **{"Healthway-Source-Id": env.lis.id, "Redox-Source-Id": env.lis.id})
     assert same.status_code == 202 and same.json()["Meta"]["Source"]["ID"] == env.lis.id
+
+
+def test_a_host_name_with_a_space_is_refused(env: Env) -> None:
+    body = {"environment": "development", "name": "H", "kind": "webhook", "url": "https://hooks example.org/in"}
+    refused = env.client.post("/platform/v1/destinations", json=body, headers=admin(env))
+    assert refused.status_code == 400 and "invalid host name" in refused.json()["error"]["message"]
+    mllp = {"environment": "development", "name": "M", "kind": "mllp", "host": "lab host", "port": 2575}
+    assert env.client.post("/platform/v1/destinations", json=mllp, headers=admin(env)).status_code == 400
+
+
+def test_a_destination_answer_sent_back_creates_the_same_destination(env: Env) -> None:
+    first = create_destination(env, "Lab", kind="mllp", host="lab.example.org", port=2575, tls=True)
+    assert env.client.delete(f"/platform/v1/destinations/{first['id']}", headers=admin(env)).status_code == 204
+    again = env.client.post("/platform/v1/destinations", json=first, headers=admin(env))
+    assert again.status_code == 201, again.text
+    assert (again.json()["name"], again.json()["kind"], again.json()["config"]) == (
+        "Lab",
+        "mllp",
+        first["config"],
+    )

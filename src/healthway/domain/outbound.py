@@ -17,6 +17,7 @@ An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) is judged as the IPv4 address
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -31,6 +32,17 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")  # Linux connects 0.0.0.0 to itself
 _LOCAL_NAMES = ("localhost", ".localhost")  # RFC 6761: always loopback, whatever DNS says
 REFUSED = "the destination's address is not allowed"
+# DNS labels of letters, digits and hyphens (underscores too: some internal zones use them), dot-separated.
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*$")
+
+
+def valid_host_name(name: str) -> bool:
+    """A name DNS could hold (an internationalized one in its IDNA form): no spaces, no empty labels."""
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    return len(ascii_name) <= 253 and bool(_HOST_NAME.match(ascii_name))
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,8 @@ class OutboundPolicy:
         try:
             allowed = self.allows(name)
         except ValueError:  # a name, not an address
+            if not valid_host_name(name):
+                raise InvalidRequest(f"{field} has an invalid host name (letters, digits, hyphens and dots)") from None
             allowed = self.allow_loopback or not (name == _LOCAL_NAMES[0] or name.endswith(_LOCAL_NAMES[1]))
         if not allowed:
             raise InvalidRequest(f"{field} points at an address destinations may not reach")

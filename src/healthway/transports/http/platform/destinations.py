@@ -31,7 +31,8 @@ class DestinationCreate(BaseModel):
     [``ca_pem``, ``cert_pem`` + ``key_pem``: PEM text; the key is never shown again]];
     sftp ``host``, ``port``, ``username``, ``password`` or ``private_key``, ``host_key_sha256`` [``path``];
     fhir ``url`` [``token_url``, ``client_id``, ``client_secret`` [``token_auth_method``] or ``private_key``
-    (PEM) [``alg``, ``kid``], ``scope``]."""
+    (PEM) [``alg``, ``kid``], ``scope``]. They may also come nested in ``config``, as answers show them, so that an
+    answer sent back creates the same destination (secrets are never in answers: they must be given again)."""
 
     # Extra fields reach the service, which refuses the old file-path fields (ca_file, ...) instead of ignoring them.
     model_config = ConfigDict(extra="allow")
@@ -43,7 +44,7 @@ class DestinationCreate(BaseModel):
     verification_token: str | None = None
     host: str | None = None
     port: int | None = None
-    tls: bool = False
+    tls: bool | None = None
     ca_pem: str | None = None
     cert_pem: str | None = None
     key_pem: str | None = None
@@ -59,6 +60,7 @@ class DestinationCreate(BaseModel):
     alg: str | None = None
     kid: str | None = None
     scope: str | None = None
+    config: dict[str, Any] | None = None
 
 
 @router.get("/destinations")
@@ -90,7 +92,8 @@ def create_destination(
     body: DestinationCreate, hw: HealthwayDep, actor: ActorDep, organization: OrganizationParam = None
 ) -> dict[str, Any]:
     """Answers the signing secret of a webhook destination once; it is never shown again."""
-    config = body.model_dump(exclude={"environment", "name", "kind"}, exclude_none=True)
+    flat = body.model_dump(exclude={"environment", "name", "kind", "config"}, exclude_none=True)
+    config = (body.config or {}) | flat
     with hw.db.session() as session:
         env = caller_environment(session, actor, organization, body.environment)
         destination, secret = destinations.create(
