@@ -1,4 +1,5 @@
-"""The command line as a user runs it: JSON shapes of DESIGN §6, and one-line errors for bad input."""
+"""The command line as a user runs it: JSON shapes of DESIGN §6, and one-line errors for bad input (most through
+typer's in-process runner, a few through a real `healthway` process)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_init_then_source_create_print_design_shapes(cli: Cli) -> None:
 def test_init_with_password_file_prints_no_password(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("a long enough passphrase\n")
     init = _json(
-        cli.run("init", "--admin-email", "a@example.org", "--admin-password-file", str(tmp_path / "pw"), "--json")
+        cli.invoke("init", "--admin-email", "a@example.org", "--admin-password-file", str(tmp_path / "pw"), "--json")
     )
     assert "admin_password" not in init
 
@@ -52,44 +53,48 @@ def test_init_with_password_file_prints_no_password(cli: Cli, tmp_path: Path) ->
 def test_init_refuses_weak_password_file(cli: Cli, tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("short")
     _assert_one_line_error(
-        cli.run("init", "--admin-email", "a@example.org", "--admin-password-file", str(tmp_path / "pw"), check=False),
+        cli.invoke(
+            "init", "--admin-email", "a@example.org", "--admin-password-file", str(tmp_path / "pw"), check=False
+        ),
         "at least 12",
     )
 
 
 def test_second_init_fails_and_changes_nothing(cli: Cli) -> None:
-    first = _json(cli.run("init", "--admin-email", "a@example.org", "--json"))
-    second = cli.run("init", "--admin-email", "b@example.org", "--json", check=False)
+    first = _json(cli.invoke("init", "--admin-email", "a@example.org", "--json"))
+    second = cli.invoke("init", "--admin-email", "b@example.org", "--json", check=False)
     _assert_one_line_error(second, "already initialized")
     assert second.stdout == ""
-    again = cli.run("init", "--if-needed", "--admin-email", "b@example.org")
+    again = cli.invoke("init", "--if-needed", "--admin-email", "b@example.org")
     assert again.returncode == 0 and again.stdout == ""
-    org = _json(cli.run("org", "set", "--no-allow-legacy-keys", "--json"))
+    org = _json(cli.invoke("org", "set", "--no-allow-legacy-keys", "--json"))
     assert org == {"organization_id": first["organization_id"], "allow_legacy_keys": False}
 
 
 def test_org_create_and_org_selection(cli: Cli) -> None:
-    cli.run("init", "--admin-email", "a@example.org")
-    other = _json(cli.run("org", "create", "--name", "Lakeview Clinic", "--owner-email", "o@example.org", "--json"))
+    cli.invoke("init", "--admin-email", "a@example.org")
+    other = _json(cli.invoke("org", "create", "--name", "Lakeview Clinic", "--owner-email", "o@example.org", "--json"))
     assert set(other) == {"organization_id", "owner_email", "owner_password"}
-    existing_owner = _json(cli.run("org", "create", "--name", "Third", "--owner-email", "a@example.org", "--json"))
+    existing_owner = _json(cli.invoke("org", "create", "--name", "Third", "--owner-email", "a@example.org", "--json"))
     assert "owner_password" not in existing_owner  # the user already existed
-    _assert_one_line_error(cli.run("source", "create", "--env", "staging", "--name", "X", check=False), "--org")
+    _assert_one_line_error(cli.invoke("source", "create", "--env", "staging", "--name", "X", check=False), "--org")
     source = _json(
-        cli.run("source", "create", "--env", "staging", "--name", "X", "--org", str(other["organization_id"]), "--json")
+        cli.invoke(
+            "source", "create", "--env", "staging", "--name", "X", "--org", str(other["organization_id"]), "--json"
+        )
     )
     assert source["environment"] == "staging"
 
 
 def test_unknown_environment(cli: Cli) -> None:
-    cli.run("init", "--admin-email", "a@example.org")
+    cli.invoke("init", "--admin-email", "a@example.org")
     _assert_one_line_error(
-        cli.run("source", "create", "--env", "prod", "--name", "EHR", check=False), "unknown environment", "prod"
+        cli.invoke("source", "create", "--env", "prod", "--name", "EHR", check=False), "unknown environment", "prod"
     )
 
 
 def test_source_create_before_init(cli: Cli) -> None:
-    _assert_one_line_error(cli.run("source", "create", "--env", "staging", "--name", "X", check=False), "init")
+    _assert_one_line_error(cli.invoke("source", "create", "--env", "staging", "--name", "X", check=False), "init")
 
 
 @pytest.mark.parametrize(
@@ -114,9 +119,9 @@ def test_unwritable_data_dir(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_invalid_setting_is_named(cli: Cli) -> None:
-    _assert_one_line_error(cli.run("migrate", check=False, HEALTHWAY_HTTP_PORT="eighty"), "HEALTHWAY_HTTP_PORT")
+    _assert_one_line_error(cli.invoke("migrate", check=False, HEALTHWAY_HTTP_PORT="eighty"), "HEALTHWAY_HTTP_PORT")
 
 
 def test_org_set_needs_a_flag(cli: Cli) -> None:
-    cli.run("init", "--admin-email", "a@example.org")
-    _assert_one_line_error(cli.run("org", "set", check=False), "--allow-legacy-keys")
+    cli.invoke("init", "--admin-email", "a@example.org")
+    _assert_one_line_error(cli.invoke("org", "set", check=False), "--allow-legacy-keys")

@@ -33,16 +33,16 @@ def receiver(port: int = 0) -> Iterator[HTTPServer]:
 
 def setup(cli: Cli, hook_url: str, **env: str) -> dict[str, Any]:
     """init, a source with a legacy key, a webhook destination and a FIFO subscription, all through the CLI."""
-    cli.run("init", "--admin-email", "admin@example.org", "--if-needed", **env)
-    source = json.loads(cli.run("source", "create", "--env", "development", "--name", "EHR", "--json", **env).stdout)
-    key = json.loads(cli.run("key", "create-legacy", "--source", source["id"], "--json", **env).stdout)
-    created = cli.run(
+    cli.invoke("init", "--admin-email", "admin@example.org", "--if-needed", **env)
+    source = json.loads(cli.invoke("source", "create", "--env", "development", "--name", "EHR", "--json", **env).stdout)
+    key = json.loads(cli.invoke("key", "create-legacy", "--source", source["id"], "--json", **env).stdout)
+    created = cli.invoke(
         "destination", "create", "--env", "development", "--name", "Hook", "--kind", "webhook",
         "--url", hook_url, "--verification-token", "vt-1", "--json", **env,
     )  # fmt: skip
     destination = json.loads(created.stdout)
     subscription = json.loads(
-        cli.run(
+        cli.invoke(
             "subscription", "create", "--source", source["id"], "--destination", destination["id"], "--json", **env
         ).stdout
     )
@@ -86,7 +86,7 @@ def test_send_is_delivered_signed_then_replayed(cli: Cli) -> None:
         assert set(destination) >= {"id", "name", "kind", "signing_secret"}
         assert destination["kind"] == "webhook" and destination["signing_secret"].startswith("whsec_")
         assert world["subscription"]["ordering"] == "fifo"
-        listed = json.loads(cli.run("destination", "list", "--env", "development", "--json").stdout)
+        listed = json.loads(cli.invoke("destination", "list", "--env", "development", "--json").stdout)
         assert destination["signing_secret"] not in json.dumps(listed) and "vt-1" not in json.dumps(listed)
         assert listed["destinations"][0]["config"]["has_signing_secret"] is True
 
@@ -106,16 +106,16 @@ def test_send_is_delivered_signed_then_replayed(cli: Cli) -> None:
             assert latency < 1.0  # woken by intake, not by the poll
 
             def delivered() -> bool:
-                shown = json.loads(cli.run("logs", "show", log_id, "--json").stdout)
+                shown = json.loads(cli.invoke("logs", "show", log_id, "--json").stdout)
                 return bool(shown["status"] == "delivered")
 
             wait_for(delivered, 5, "the log to be marked delivered")
-            replayed = json.loads(cli.run("logs", "replay", log_id, "--json").stdout)
+            replayed = json.loads(cli.invoke("logs", "replay", log_id, "--json").stdout)
             assert replayed["log_id"] == log_id and len(replayed["deliveries"]) == 1
             assert replayed["deliveries"][0]["destination_id"] == destination["id"]
             wait_for(lambda: len(hook.log) == 2, 5, "the replayed delivery")
             assert hook.log[1][0].data == hook.log[0][0].data
-            shown = json.loads(cli.run("logs", "show", log_id, "--json").stdout)
+            shown = json.loads(cli.invoke("logs", "show", log_id, "--json").stdout)
             assert [d["status"] for d in shown["deliveries"]] == ["delivered", "delivered"]
             assert shown["deliveries"][0]["attempts"][0]["number"] == 1
             metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
@@ -134,7 +134,7 @@ def test_sigkill_with_200_pending_deliveries_loses_none_and_keeps_order(cli: Cli
             send(client, n)
     server.process.send_signal(signal.SIGKILL)
     server.process.wait(10)
-    pending = json.loads(cli.run("logs", "list", "--status", "received", "--limit", "500", "--json").stdout)
+    pending = json.loads(cli.invoke("logs", "list", "--status", "received", "--limit", "500", "--json").stdout)
     assert len(pending["logs"]) == 200
 
     with receiver(port) as hook:
@@ -145,7 +145,7 @@ def test_sigkill_with_200_pending_deliveries_loses_none_and_keeps_order(cli: Cli
             assert numbers == list(range(200))  # in order, none lost, none twice (nothing had been delivered)
         finally:
             assert restarted.stop() == 0
-    delivered = json.loads(cli.run("logs", "list", "--status", "delivered", "--limit", "500", "--json").stdout)
+    delivered = json.loads(cli.invoke("logs", "list", "--status", "delivered", "--limit", "500", "--json").stdout)
     assert len(delivered["logs"]) == 200
 
 
@@ -183,20 +183,20 @@ def test_two_nodes_on_postgresql_deliver_one_fifo_subscription_in_order(cli: Cli
 def test_cli_switches_a_subscription_off_and_on(cli: Cli) -> None:
     world = setup(cli, "http://127.0.0.1:9/hook")
     subscription_id = world["subscription"]["id"]
-    off = json.loads(cli.run("subscription", "set", subscription_id, "--disabled", "--json").stdout)
+    off = json.loads(cli.invoke("subscription", "set", subscription_id, "--disabled", "--json").stdout)
     assert off["enabled"] is False and off["id"] == subscription_id
-    listed = json.loads(cli.run("subscription", "list", "--env", "development", "--json").stdout)
+    listed = json.loads(cli.invoke("subscription", "list", "--env", "development", "--json").stdout)
     assert [s["enabled"] for s in listed["subscriptions"]] == [False]
-    assert json.loads(cli.run("subscription", "set", subscription_id, "--enabled", "--json").stdout)["enabled"]
-    missing = cli.run("subscription", "set", "nope", "--enabled", check=False)
+    assert json.loads(cli.invoke("subscription", "set", subscription_id, "--enabled", "--json").stdout)["enabled"]
+    missing = cli.invoke("subscription", "set", "nope", "--enabled", check=False)
     assert missing.returncode == 1 and "not found" in missing.stderr
 
 
 def test_cli_pauses_and_resumes_a_destination(cli: Cli) -> None:
     destination = setup(cli, "http://127.0.0.1:9/hook")["destination"]
     destination_id = destination["id"]
-    paused = json.loads(cli.run("destination", "set", destination_id, "--disabled", "--json").stdout)
+    paused = json.loads(cli.invoke("destination", "set", destination_id, "--disabled", "--json").stdout)
     assert paused["enabled"] is False and destination["signing_secret"] not in json.dumps(paused)
-    assert json.loads(cli.run("destination", "set", destination_id, "--enabled", "--json").stdout)["enabled"]
-    missing = cli.run("destination", "set", "nope", "--disabled", check=False)
+    assert json.loads(cli.invoke("destination", "set", destination_id, "--enabled", "--json").stdout)["enabled"]
+    missing = cli.invoke("destination", "set", "nope", "--disabled", check=False)
     assert missing.returncode == 1 and "not found" in missing.stderr

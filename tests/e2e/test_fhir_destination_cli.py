@@ -21,7 +21,7 @@ PATIENT = b'{"resourceType": "Patient", "id": "x"}'
 
 
 def create(cli: Cli, name: str, *args: str, check: bool = True) -> Any:
-    result = cli.run(
+    result = cli.invoke(
         "destination", "create", "--env", "development", "--name", name, "--kind", "fhir", *args, "--json",
         check=check,
     )  # fmt: skip
@@ -29,7 +29,7 @@ def create(cli: Cli, name: str, *args: str, check: bool = True) -> Any:
 
 
 def test_cli_stores_oauth_credentials_without_ever_showing_them(cli: Cli, tmp_path: Path) -> None:
-    cli.run("init", "--admin-email", "admin@example.org", "--if-needed")
+    cli.invoke("init", "--admin-email", "admin@example.org", "--if-needed")
     secret_file, key_file = tmp_path / "secret", tmp_path / "key.pem"
     secret_file.write_text(SECRET + "\n")
     oauth = ("--url", "https://fhir.example.org/r4", "--token-url", "https://auth.example.org/token")
@@ -43,7 +43,7 @@ def test_cli_stores_oauth_credentials_without_ever_showing_them(cli: Cli, tmp_pa
                           "--alg", "ES384", "--kid", "k1")  # fmt: skip
     assert made["config"]["has_private_key"] is True and made["config"]["alg"] == "ES384"
     assert "PRIVATE KEY" not in result.stdout
-    listed = cli.run("destination", "list", "--env", "development", "--json").stdout
+    listed = cli.invoke("destination", "list", "--env", "development", "--json").stdout
     assert SECRET not in listed and "PRIVATE KEY" not in listed
     key_file.write_text("-----BEGIN PRIVATE KEY-----\nMIG2AgEAMBAGByqGSM49AgEGBSuBBAAi\n-----END PRIVATE KEY-----\n")
     refused = create(cli, "Broken", *oauth, "--client-id", "hw", "--private-key-file", str(key_file), "--alg", "ES384",
@@ -72,14 +72,14 @@ def test_fhir_read_through_the_server_presents_a_token(cli: Cli, tmp_path: Path,
 
     httpserver.expect_request("/token", method="POST").respond_with_handler(token)
     httpserver.expect_request("/fhir/Patient/x").respond_with_handler(fhir)
-    cli.run("init", "--admin-email", "admin@example.org", "--if-needed")
+    cli.invoke("init", "--admin-email", "admin@example.org", "--if-needed")
     (tmp_path / "secret").write_text(SECRET)
     destination, _ = create(cli, "Epic", "--url", httpserver.url_for("/fhir"), "--token-url",
                             httpserver.url_for("/token"), "--client-id", "hw", "--client-secret-file",
                             str(tmp_path / "secret"))  # fmt: skip
-    source = json.loads(cli.run("source", "create", "--env", "development", "--name", "EHR", "--json").stdout)
-    cli.run("subscription", "create", "--source", source["id"], "--destination", destination["id"], "--json")
-    key = json.loads(cli.run("key", "create-legacy", "--source", source["id"], "--json").stdout)
+    source = json.loads(cli.invoke("source", "create", "--env", "development", "--name", "EHR", "--json").stdout)
+    cli.invoke("subscription", "create", "--source", source["id"], "--destination", destination["id"], "--json")
+    key = json.loads(cli.invoke("key", "create-legacy", "--source", source["id"], "--json").stdout)
     server = start_server(cli)
     try:
         auth = httpx.post(

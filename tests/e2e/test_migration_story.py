@@ -20,12 +20,12 @@ BODY = b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}}'
 
 
 def _json(cli: Cli, *args: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(cli.run(*args, "--json").stdout)
+    result: dict[str, Any] = json.loads(cli.invoke(*args, "--json").stdout)
     return result
 
 
 def test_legacy_to_oauth_without_downtime(cli: Cli) -> None:
-    cli.run("init", "--admin-email", "admin@example.org")
+    cli.invoke("init", "--admin-email", "admin@example.org")
     base = f"http://127.0.0.1:{cli.env['HEALTHWAY_HTTP_PORT']}"
     cli.env["HEALTHWAY_PUBLIC_URL"] = base
     source = _json(cli, "source", "create", "--env", "production", "--name", "EHR")

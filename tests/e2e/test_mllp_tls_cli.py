@@ -14,10 +14,10 @@ MLLP = ("destination", "create", "--env", "development", "--kind", "mllp", "--ho
 def test_mllp_tls_destination_stores_the_files_pem_content_and_never_shows_the_key(cli: Cli) -> None:
     (cli.cwd / "pki").mkdir()
     pki = write_pki(cli.cwd / "pki")
-    cli.run("init", "--org", "Northwind", "--admin-email", "admin@example.org")
+    cli.invoke("init", "--org", "Northwind", "--admin-email", "admin@example.org")
     files = ("--tls-ca-file", "pki/ca.pem", "--tls-cert-file", "pki/client.pem", "--tls-key-file", "pki/client.key")
 
-    created = cli.run(*MLLP, "--name", "Lab", "--port", "6661", "--tls", *files, "--json")
+    created = cli.invoke(*MLLP, "--name", "Lab", "--port", "6661", "--tls", *files, "--json")
     config = json.loads(created.stdout)["config"]
     assert config == {
         "host": "lab.example.org",
@@ -28,11 +28,11 @@ def test_mllp_tls_destination_stores_the_files_pem_content_and_never_shows_the_k
         "has_key_pem": True,  # the key is a secret: stored, never shown
     }
     assert "PRIVATE KEY" not in created.stdout + created.stderr
-    listed = cli.run("destination", "list", "--env", "development", "--json").stdout
+    listed = cli.invoke("destination", "list", "--env", "development", "--json").stdout
     assert "PRIVATE KEY" not in listed and "has_key_pem" in listed
 
     def refused(*args: str) -> str:
-        result = cli.run(*MLLP, "--name", "Bad", "--port", "6662", *args, check=False)
+        result = cli.invoke(*MLLP, "--name", "Bad", "--port", "6662", *args, check=False)
         assert result.returncode == 1 and result.stdout == "", result
         assert "Traceback" not in result.stderr and "BEGIN" not in result.stderr
         return result.stderr.strip()

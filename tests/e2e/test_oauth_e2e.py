@@ -42,7 +42,7 @@ class Deployment:
         return f"{self.server.base_url}/v2/auth/token"
 
     def create_key(self, *args: str) -> dict[str, Any]:
-        result: dict[str, Any] = json.loads(self.cli.run("key", "create-oauth", *args, "--json").stdout)
+        result: dict[str, Any] = json.loads(self.cli.invoke("key", "create-oauth", *args, "--json").stdout)
         return result
 
     def authlib_client(self, key: dict[str, Any], private: RSAKey | ECKey) -> OAuth2Client:
@@ -57,8 +57,8 @@ class Deployment:
 
 @pytest.fixture
 def deployment(cli: Cli) -> Iterator[Deployment]:
-    cli.run("init", "--org", "Northwind", "--admin-email", "admin@example.org", "--json")
-    source = json.loads(cli.run("source", "create", "--env", "development", "--name", "EHR", "--json").stdout)
+    cli.invoke("init", "--org", "Northwind", "--admin-email", "admin@example.org", "--json")
+    source = json.loads(cli.invoke("source", "create", "--env", "development", "--name", "EHR", "--json").stdout)
     base = f"http://127.0.0.1:{cli.env['HEALTHWAY_HTTP_PORT']}"
     cli.env |= {"HEALTHWAY_PUBLIC_URL": base, "HEALTHWAY_ALLOW_PRIVATE_JWKS_URLS": "1"}
     deployment = Deployment(cli, start_server(cli), source["id"])
@@ -86,7 +86,7 @@ def test_generated_rs384_key_with_authlib(deployment: Deployment) -> None:
     assert (
         info["active"] is True and info["client_id"] == key["client_id"] and info["sources"] == [deployment.source_id]
     )
-    listed = json.loads(deployment.cli.run("key", "list", "--env", "development", "--json").stdout)["oauth_keys"]
+    listed = json.loads(deployment.cli.invoke("key", "list", "--env", "development", "--json").stdout)["oauth_keys"]
     assert [k["id"] for k in listed] == [key["id"]] and listed[0]["last_used_at"] is not None
     assert "private_key_pem" not in listed[0]
 
@@ -141,7 +141,7 @@ def sign_now(pair: KeyPair, client_id: str, audience: str) -> str:
 
 def test_key_delete_from_the_cli(deployment: Deployment) -> None:
     key = deployment.create_key("--env", "development", "--generate")
-    deleted = json.loads(deployment.cli.run("key", "delete", key["id"], "--json").stdout)
+    deleted = json.loads(deployment.cli.invoke("key", "delete", key["id"], "--json").stdout)
     assert deleted == {"id": key["id"], "deleted": True}
     with (
         deployment.authlib_client(key, RSAKey.import_key(key["private_key_pem"])) as client,
@@ -155,9 +155,9 @@ def test_cli_refuses_bad_key_material(deployment: Deployment) -> None:
     path = deployment.cli.cwd / "private.json"
     private = make_key_pair("RS384")
     path.write_text(json.dumps({"keys": [{**private.private.as_dict(private=True), "kid": "k"}]}))
-    result = deployment.cli.run("key", "create-oauth", "--env", "development", "--jwks-file", str(path), check=False)
+    result = deployment.cli.invoke("key", "create-oauth", "--env", "development", "--jwks-file", str(path), check=False)
     assert result.returncode == 1 and "private parts" in result.stderr and "Traceback" not in result.stderr
-    both = deployment.cli.run(
+    both = deployment.cli.invoke(
         "key", "create-oauth", "--env", "development", "--generate", "--jwks-url", "https://x.example/j", check=False
     )
     assert both.returncode == 1 and "exactly one" in both.stderr

@@ -15,7 +15,7 @@ from tests.e2e.conftest import Cli
 
 
 def _json(cli: Cli, *args: str) -> dict[str, object]:
-    return dict(json.loads(cli.run(*args, "--json").stdout))
+    return dict(json.loads(cli.invoke(*args, "--json").stdout))
 
 
 def _db(cli: Cli) -> Database:
@@ -45,17 +45,17 @@ def test_set_password_generates_a_must_change_one_or_takes_a_file(cli: Cli, tmp_
         changes = session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "user:password_change")).all()
     db.dispose()
     assert len(changes) == 2
-    cli.run("user", "remove", "--email", "nurse@example.org")
+    cli.invoke("user", "remove", "--email", "nurse@example.org")
     listed = _json(cli, "user", "list")
     assert [u["email"] for u in listed["users"]] == ["admin@example.org"]  # type: ignore[union-attr, index]
 
 
 def test_cli_replay_to_a_new_destination_is_audited_as_a_disclosure(cli: Cli) -> None:
-    cli.run("init", "--org", "Northwind", "--admin-email", "admin@example.org")
+    cli.invoke("init", "--org", "Northwind", "--admin-email", "admin@example.org")
     source = _json(cli, "source", "create", "--env", "production", "--name", "EHR")
     hook = ["--kind", "webhook", "--url", "http://127.0.0.1:9/hook"]
     allow = {"HEALTHWAY_ALLOW_LOOPBACK_DESTINATIONS": "1", "HEALTHWAY_ALLOW_HTTP_DESTINATIONS": "1"}
-    result = cli.run("destination", "create", "--env", "production", "--name", "Hook", *hook, "--json", **allow)
+    result = cli.invoke("destination", "create", "--env", "production", "--name", "Hook", *hook, "--json", **allow)
     destination = json.loads(result.stdout)
     payload = b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}}'
     db = _db(cli)

@@ -76,12 +76,12 @@ def test_database_paths_in_tls_fields_are_refused_and_acknowledged_messages_surv
 
 
 def test_the_cli_applies_the_same_destination_rules(cli: Cli, tmp_path: Path) -> None:
-    cli.run("init", "--admin-email", "admin@example.org")
+    cli.invoke("init", "--admin-email", "admin@example.org")
     hook = ("destination", "create", "--env", "development", "--kind", "webhook", "--name")
     strict = {"HEALTHWAY_ALLOW_LOOPBACK_DESTINATIONS": "0", "HEALTHWAY_ALLOW_HTTP_DESTINATIONS": "0"}
 
     def refused(*args: str, **env: str) -> str:
-        result = cli.run(*args, check=False, **env)
+        result = cli.invoke(*args, check=False, **env)
         assert result.returncode == 1 and result.stdout == "" and "Traceback" not in result.stderr, result
         return result.stderr.strip()
 
@@ -92,10 +92,10 @@ def test_the_cli_applies_the_same_destination_rules(cli: Cli, tmp_path: Path) ->
     assert "address destinations may not reach" in refused(*hook, "H", "--url", "https://127.0.0.1/in", **strict)
     assert "address destinations may not reach" in refused(*hook, "H", "--url", "https://169.254.169.254/", **strict)
     assert "must be an https:// URL" in refused(*hook, "H", "--url", "http://hooks.example.org/in", **strict)
-    assert cli.run(*hook, "Local", "--url", "http://127.0.0.1:9/in", "--json").returncode == 0  # opted in
+    assert cli.invoke(*hook, "Local", "--url", "http://127.0.0.1:9/in", "--json").returncode == 0  # opted in
     # Item 12: an SFTP host key fingerprint, when given, must be one (without one, the first key met is pinned).
     (tmp_path / "pw").write_text("pw-123\n")
     sftp = ("destination", "create", "--env", "development", "--kind", "sftp", "--name", "Drop", "--host")
     sftp += ("files.example.org", "--port", "22", "--username", "u", "--password-file", str(tmp_path / "pw"))
     assert "host_key_sha256 must be a SHA256 fingerprint" in refused(*sftp, "--host-key-sha256", "MD5:ab")
-    assert "host_key_sha256" not in json.loads(cli.run(*sftp, "--path", "/in", "--json").stdout)["config"]
+    assert "host_key_sha256" not in json.loads(cli.invoke(*sftp, "--path", "/in", "--json").stdout)["config"]
