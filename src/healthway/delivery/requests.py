@@ -12,6 +12,7 @@ from healthway.delivery.guarded import AnswerTooLarge, guarded_client, read_capp
 from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
 from healthway.delivery.senders.webhook import UnsafeHeader, headers_for
+from healthway.domain.messages import ContentType
 from healthway.services.outbound import AddressRefused, OutboundGuard
 from healthway.services.sync_requests import Answer, Route
 
@@ -67,7 +68,7 @@ class Forwarder:
             return Answer(0, "", b"", str(exc))
         except httpx.HTTPError as exc:
             return Answer(0, "", b"", f"request failed: {type(exc).__name__}")
-        content = response.headers.get("content-type", "application/json")
+        content = response.headers.get("content-type", ContentType.JSON)
         return Answer(response.status_code, content, answer, f"HTTP {response.status_code}")
 
     async def fhir(self, route: Route, *, method: str, path: str, params: Mapping[str, str]) -> Answer:

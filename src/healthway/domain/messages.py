@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from healthway.errors import InvalidRequest
 
-JSON = "application/json"
-FHIR_JSON = "application/fhir+json"
-HL7V2 = "x-application/hl7-v2+er7"
+
+class ContentType(StrEnum):
+    """The media types Healthway reads, stores and sends: the one place each is spelled."""
+
+    JSON = "application/json"
+    FHIR_JSON = "application/fhir+json"
+    HL7V2 = "x-application/hl7-v2+er7"  # the type Redox and most engines give HL7v2 ER7 over HTTP
+    TEXT = "text/plain"
+    FORM = "application/x-www-form-urlencoded"
+
+    @classmethod
+    def of(cls, header: str) -> ContentType | None:
+        """The known type a ``Content-Type`` value names (parameters and case ignored), or None."""
+        media_type = header.split(";", maxsplit=1)[0].strip().lower()
+        return cls(media_type) if media_type in cls._value2member_map_ else None
+
+
 MAX_NAME = 100
 # Redox's sample payloads (and many clients built from them) carry the nil UUID as a placeholder destination;
 # it names no destination, so it does not narrow routing.

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import orjson
 
+from healthway.domain.messages import ContentType
 from healthway.errors import InvalidRequest
 
 DEFAULT_MAX_AGE, MAX_MAX_AGE = 300.0, 3600.0
@@ -180,7 +181,7 @@ class HttpJwksFetcher:
         address = await self._resolve(parts.hostname, port)
         # Connect to the address just checked (a second DNS answer cannot swap it); keep the Host and TLS name.
         pinned = httpx.URL(url).copy_with(host=address)
-        headers = {"Accept": "application/json", "Host": parts.netloc}
+        headers = {"Accept": ContentType.JSON, "Host": parts.netloc}
         request = client.build_request("GET", pinned, headers=headers, extensions={"sni_hostname": parts.hostname})
         try:
             response = await client.send(request, stream=True)

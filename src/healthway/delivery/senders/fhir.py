@@ -18,10 +18,10 @@ import orjson
 from healthway.delivery.guarded import AnswerTooLarge, guarded_client, read_capped
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.delivery.senders.fhir_auth import ClientCredentials, TokenCache, TokenUnavailable
+from healthway.domain.messages import ContentType
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.services.outbound import AddressRefused, OutboundGuard
 
-FHIR_JSON = "application/fhir+json"
 MAX_ANSWER = 40 * 2**20  # default cap on an answer's body (the Forwarder passes HEALTHWAY_MAX_MESSAGE_BYTES)
 
 
@@ -82,7 +82,8 @@ class FhirSender:
         timeout: float | None = None,  # noqa: ASYNC109 (httpx's own per-request timeout, not a cancel scope)
     ) -> FhirResponse:
         """Forward one FHIR interaction; raises DestinationUnavailable when there is no answer or no access token."""
-        headers = {"accept": FHIR_JSON} | ({"content-type": FHIR_JSON} if body is not None else {})
+        fhir_json = ContentType.FHIR_JSON
+        headers = {"accept": fhir_json} | ({"content-type": fhir_json} if body is not None else {})
         request = self._client.build_request(
             method,
             self._url(target, path),
@@ -122,7 +123,7 @@ class FhirSender:
         except httpx.HTTPError as exc:
             reason = f"the FHIR server is unreachable: {type(exc).__name__}"
             raise DestinationUnavailable(reason, timed_out=False) from None
-        return FhirResponse(response.status_code, response.headers.get("content-type", FHIR_JSON), body)
+        return FhirResponse(response.status_code, response.headers.get("content-type", ContentType.FHIR_JSON), body)
 
     async def send(self, target: Target, message: Message) -> AttemptResult:
         try:

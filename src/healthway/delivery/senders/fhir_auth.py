@@ -30,6 +30,7 @@ from authlib.oauth2.rfc7523 import PrivateKeyJWT  # type: ignore[import-untyped]
 from joserfc.jwk import ECKey, RSAKey
 
 from healthway.delivery.guarded import AnswerTooLarge, read_capped
+from healthway.domain.messages import ContentType
 from healthway.services.outbound import AddressRefused
 
 ASSERTION_LIFETIME = 300  # SMART Backend Services: a client assertion expires at most 5 minutes after it is made
@@ -83,7 +84,7 @@ class ClientCredentials:
     def token_request(self) -> tuple[str, dict[str, str], str]:
         """(url, headers, form body) of a client_credentials token request, client authentication included."""
         form = {"grant_type": "client_credentials"} | ({"scope": self.scope} if self.scope else {})
-        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+        headers = {"Accept": ContentType.JSON, "Content-Type": ContentType.FORM}
         auth = ClientAuth(self.client_id, *self._client_auth())
         url, headers, body = auth.prepare("POST", self.token_url, headers, urlencode(form))
         return str(url), dict(headers), str(body)

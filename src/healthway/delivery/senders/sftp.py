@@ -20,17 +20,22 @@ import asyncssh
 import structlog
 
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
+from healthway.domain.messages import ContentType
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.services.outbound import AddressRefused, OutboundGuard
 
 log = structlog.get_logger("healthway.delivery")
 NO_FINGERPRINT = "no host key fingerprint (host_key_sha256) is pinned: nothing is sent to an unverified server"
 KEY_FETCH_TIMEOUT = 10.0
-_EXTENSIONS = {"x-application/hl7-v2+er7": ".hl7", "application/json": ".json", "application/fhir+json": ".json"}
+_EXTENSIONS: dict[ContentType | None, str] = {
+    ContentType.HL7V2: ".hl7",
+    ContentType.JSON: ".json",
+    ContentType.FHIR_JSON: ".json",
+}
 
 
 def file_name(message: Message) -> str:
-    extension = _EXTENSIONS.get(message.content_type.split(";")[0].strip().lower(), ".dat")
+    extension = _EXTENSIONS.get(ContentType.of(message.content_type), ".dat")
     return message.log_id + extension
 
 

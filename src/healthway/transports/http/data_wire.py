@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from healthway.app import Healthway
 from healthway.domain import messages
+from healthway.domain.messages import ContentType
 from healthway.errors import HealthwayError, InvalidRequest, InvalidToken, PayloadTooLarge
 from healthway.services import intake
 from healthway.transports.http import bearer
@@ -24,7 +25,7 @@ IDEMPOTENCY_HEADER = "idempotency-key"
 T = TypeVar("T")
 
 
-def json_response(body: Any, status: int, media_type: str = messages.JSON) -> Response:
+def json_response(body: Any, status: int, media_type: str = ContentType.JSON) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=media_type)
 
 
@@ -132,7 +133,7 @@ def fhir_error(exc: HealthwayError) -> Response:
     response = json_response(
         operation_outcome("error", _FHIR_ISSUE_CODES.get(exc.status_code, "exception"), exc.message),
         exc.status_code,
-        messages.FHIR_JSON,
+        ContentType.FHIR_JSON,
     )
     response.headers.update(error_headers(exc))
     return response

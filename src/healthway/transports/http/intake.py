@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from healthway.domain import messages, scopes
+from healthway.domain.messages import ContentType
 from healthway.errors import HealthwayError
 from healthway.services import intake
 from healthway.transports.http import sync
@@ -36,7 +37,7 @@ async def endpoint(request: Request) -> Response:
         caller,
         request,
         body,
-        content_type=messages.JSON,
+        content_type=ContentType.JSON,
         data_model=meta.data_model,
         event_type=meta.event_type,
         test=meta.test,
@@ -60,14 +61,14 @@ async def process_message(request: Request) -> Response:
         event_type = messages.parse_fhir_message(bundle)
         caller.grant.require(*scopes.for_fhir_message(messages.message_resource_types(bundle)))
         sub = submission(
-            hw, caller, request, body, content_type=messages.FHIR_JSON, data_model="Bundle", event_type=event_type
+            hw, caller, request, body, content_type=ContentType.FHIR_JSON, data_model="Bundle", event_type=event_type
         )
         receipt = await hw.committer.submit(lambda session: intake.store(session, sub))
     except HealthwayError as exc:
         return fhir_error(exc)
     outcome = operation_outcome("information", "informational", f"accepted as log {receipt.log_id}")
     outcome["id"] = receipt.log_id
-    return json_response(outcome, 202, messages.FHIR_JSON)
+    return json_response(outcome, 202, ContentType.FHIR_JSON)
 
 
 routes = [

@@ -20,24 +20,24 @@ from starlette.routing import Route
 
 from healthway.app import Healthway
 from healthway.domain import jwk, scopes
+from healthway.domain.messages import ContentType
 from healthway.errors import InvalidClient, OAuthInvalidRequest, RateLimited
 from healthway.services.oauth_clients import OAuthServer
 from healthway.transports.http.errors import rate_limit_headers
 
 MAX_FORM_BYTES = 64 * 1024
 MAX_FIELDS = 20
-FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def json_response(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status, headers=headers, media_type="application/json")
+    return Response(orjson.dumps(body), status, headers=headers, media_type=ContentType.JSON)
 
 
 async def read_form(request: Request) -> dict[str, str]:
     """The urlencoded body as a dict; 400 for another content type, a body over 64 KiB, a repeated parameter."""
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != FORM:
-        raise OAuthInvalidRequest(f"the request body must be {FORM}")
+    if ContentType.of(request.headers.get("content-type", "")) is not ContentType.FORM:
+        raise OAuthInvalidRequest(f"the request body must be {ContentType.FORM}")
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
         raise OAuthInvalidRequest("the request body is too large")

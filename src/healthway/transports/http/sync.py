@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from healthway.app import Healthway
 from healthway.delivery.requests import TimedOut
-from healthway.domain import messages, scopes
-from healthway.domain.messages import DataModelMeta
+from healthway.domain import scopes
+from healthway.domain.messages import ContentType, DataModelMeta
 from healthway.domain.routing import MessageFacts
 from healthway.errors import BadGateway, GatewayTimeout, HealthwayError, InvalidRequest
 from healthway.services import sync_requests
@@ -65,7 +65,7 @@ async def data_model_query(
         caller,
         request,
         body,
-        content_type=messages.JSON,
+        content_type=ContentType.JSON,
         data_model=meta.data_model,
         event_type=meta.event_type,
         test=meta.test,
@@ -76,10 +76,10 @@ async def data_model_query(
         route,
         sub,
         lambda: hw.forwarder.query(
-            route, source_id=caller.source.id, log_id=sub.log_id, content_type=messages.JSON, body=body
+            route, source_id=caller.source.id, log_id=sub.log_id, content_type=ContentType.JSON, body=body
         ),
     )
-    return Response(answer.body, status_code=200, media_type=answer.content_type or messages.JSON)
+    return Response(answer.body, status_code=200, media_type=answer.content_type or ContentType.JSON)
 
 
 def _route(
@@ -108,7 +108,7 @@ async def fhir_read(request: Request) -> Response:
             caller,
             request,
             line.encode(),
-            content_type="text/plain",
+            content_type=ContentType.TEXT,
             data_model="FHIR",
             event_type=f"{resource_type}.{'read' if resource_id else 'search'}",
         )
@@ -117,7 +117,8 @@ async def fhir_read(request: Request) -> Response:
         )
     except HealthwayError as exc:
         return data_wire.fhir_error(exc)
-    return Response(answer.body, status_code=answer.status_code, media_type=answer.content_type or messages.FHIR_JSON)
+    media_type = answer.content_type or ContentType.FHIR_JSON
+    return Response(answer.body, status_code=answer.status_code, media_type=media_type)
 
 
 routes = [
