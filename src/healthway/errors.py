@@ -5,7 +5,8 @@
      ├── StorageUnavailable             503 storage_unavailable
      ├── ServerBusy                     503 server_busy (+ Retry-After: too many large uploads at once)
      ├── InvalidRequest                 400 invalid_request
-     │    └── UnknownEnvironment        400 unknown_environment
+     │    ├── UnknownEnvironment        400 unknown_environment
+     │    └── MalformedHl7              400 invalid_request (not HL7v2, or its MSH header or batch is broken)
      ├── Unauthenticated                401 unauthenticated
      │    └── InvalidToken              401 invalid_token (+ WWW-Authenticate: Bearer)
      │         └── LegacyKeysDisabled   401 legacy_keys_disabled (+ Deprecation: true)
@@ -16,6 +17,7 @@
      ├── Conflict                       409 conflict
      │    └── AlreadyInitialized        409 already_initialized
      ├── PayloadTooLarge                413 payload_too_large
+     │    └── FrameTooLarge             413 payload_too_large (an MLLP frame over the size limit)
      ├── UnprocessableEntity            422 unprocessable_entity
      ├── RateLimited                    429 rate_limited
      ├── BadGateway                     502 bad_gateway (a synchronous request's destination failed)
@@ -63,6 +65,10 @@ class InvalidRequest(HealthwayError):
 
 class UnknownEnvironment(InvalidRequest):
     code = "unknown_environment"
+
+
+class MalformedHl7(InvalidRequest):
+    """Not an HL7v2 message, or one whose MSH header (or batch file) cannot be read. The message is fixed text."""
 
 
 class Unauthenticated(HealthwayError):
@@ -126,6 +132,16 @@ class AlreadyInitialized(Conflict):
 class PayloadTooLarge(HealthwayError):
     code = "payload_too_large"
     status_code = 413
+
+
+class FrameTooLarge(PayloadTooLarge):
+    """An MLLP frame grew past the size limit. ``head`` holds its first bytes (enough for the MSH segment, so that
+    the refusal can name the message's control ID); the message itself echoes nothing of the frame."""
+
+    def __init__(self, limit: int, head: bytes = b"") -> None:
+        super().__init__(f"the MLLP frame is larger than {limit} bytes")
+        self.limit = limit
+        self.head = head
 
 
 class UnprocessableEntity(HealthwayError):
