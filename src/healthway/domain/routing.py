@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-HL7V2_CONTENT_TYPE = "x-application/hl7-v2+er7"
-MLLP_START, MLLP_END = b"\x0b", b"\x1c\x0d"
+from healthway.domain import hl7
+from healthway.domain.messages import ContentType
 
 
 class DestinationKind(StrEnum):
@@ -72,16 +72,14 @@ def matches(filters: Filters, facts: MessageFacts) -> bool:
 
 
 def is_hl7v2(content_type: str, payload: bytes) -> bool:
-    return (
-        content_type.split(";", maxsplit=1)[0].strip().lower() == HL7V2_CONTENT_TYPE or payload.lstrip()[:4] == b"MSH|"
-    )
+    return ContentType.of(content_type) is ContentType.HL7V2 or hl7.looks_like_hl7v2(payload)
 
 
 def carry_problem(kind: str, content_type: str, payload: bytes) -> str | None:
     """Why a destination of ``kind`` cannot carry this content (the delivery is then ``filtered``), or None."""
     if kind == DestinationKind.MLLP and not is_hl7v2(content_type, payload):
         return f"an MLLP destination carries HL7v2 only, not {content_type.split(';', maxsplit=1)[0].strip()}"
-    if kind == DestinationKind.MLLP and (MLLP_START in payload or MLLP_END in payload):
+    if kind == DestinationKind.MLLP and hl7.has_framing_bytes(payload):
         return "the message contains MLLP framing bytes"
     if kind == DestinationKind.FHIR and "json" not in content_type.lower():
         return f"a FHIR destination carries FHIR JSON only, not {content_type.split(';', maxsplit=1)[0].strip()}"

@@ -17,57 +17,37 @@ import contextlib
 import hashlib
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
+from healthway.domain import hl7
+from healthway.domain.hl7 import Ack, AckStatus
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.errors import FrameTooLarge, MalformedHl7
 from healthway.services.outbound import AddressRefused, OutboundGuard
 from healthway.services.tls_material import TlsMaterialError, tls_context
 
 LEGACY_FILE_FIELDS = ("ca_file", "cert_file", "key_file")  # paths of old configs the migration could not convert
 
-START, END = b"\x0b", b"\x1c\x0d"
 MAX_ACK_BYTES = 1 << 20
-_ACK_OUTCOMES = {
-    "AA": Outcome.DELIVERED,
-    "CA": Outcome.DELIVERED,
-    "AE": Outcome.RETRY,
-    "CE": Outcome.RETRY,
-    "AR": Outcome.REJECTED,
-    "CR": Outcome.REJECTED,
-}
+READ_SIZE = 1 << 16
+_OUTCOMES = {AckStatus.ACCEPT: Outcome.DELIVERED, AckStatus.ERROR: Outcome.RETRY, AckStatus.REJECT: Outcome.REJECTED}
 
 
-@dataclass(frozen=True)
-class Ack:
-    code: str  # MSA-1
-    control_id: str  # MSA-2
-    text: str  # MSA-3 or ERR, shortened
-
-
-def parse_ack(frame: bytes) -> Ack | None:
-    """The MSA segment of an ACK, or None when there is none."""
-    text = frame.decode("utf-8", errors="replace")
-    segments = [s for s in text.replace("\n", "\r").split("\r") if s]
-    if not segments or not segments[0].startswith("MSH") or len(segments[0]) < 4:
+def read_ack(answer: bytes) -> Ack | None:
+    """The peer's ACK, or None when its answer is not one."""
+    try:
+        return hl7.parse_ack(answer)
+    except MalformedHl7:
         return None
-    separator = segments[0][3]
-    for segment in segments:
-        fields = segment.split(separator)
-        if fields[0] == "MSA":
-            fields += [""] * 4
-            return Ack(fields[1].strip().upper(), fields[2].strip(), fields[3].strip()[:200])
-    return None
 
 
 def control_id_of(payload: bytes) -> str | None:
     """MSH-10 of an HL7v2 message."""
-    first = payload.lstrip().split(b"\r", 1)[0].split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    if not first.startswith("MSH") or len(first) < 4:
+    try:
+        return hl7.parse_header(payload).control_id
+    except MalformedHl7:
         return None
-    fields = first.split(first[3])
-    return fields[9].strip() if len(fields) > 9 else None  # MSH-1 is the separator itself, so MSH-10 is [9]
 
 
 def ack_result(ack: Ack | None, control_id: str | None) -> AttemptResult:
@@ -75,23 +55,29 @@ def ack_result(ack: Ack | None, control_id: str | None) -> AttemptResult:
         return AttemptResult.retry("the answer is not an HL7 ACK (no MSA segment)")
     if control_id is not None and ack.control_id != control_id:
         return AttemptResult.retry(f"ACK names control ID {ack.control_id[:40]!r}, not the one sent", ack.code)
-    outcome = _ACK_OUTCOMES.get(ack.code)
-    if outcome is None:
+    if ack.status is None:
         return AttemptResult.retry(f"unknown acknowledgment code {ack.code[:10]!r}", ack.code[:20])
-    return AttemptResult(outcome, ack.code, f"MSA-1 {ack.code}" + (f": {ack.text}" if ack.text else ""))
+    detail = f"MSA-1 {ack.code}" + (f": {ack.text}" if ack.text else "")
+    return AttemptResult(_OUTCOMES[ack.status], ack.code, detail)
 
 
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.answered = False  # whether the peer has sent any frame on this connection yet
+        self.deframer = hl7.Deframer(MAX_ACK_BYTES)
 
     async def exchange(self, payload: bytes) -> bytes:
-        self.writer.write(START + payload + END)
+        self.writer.write(hl7.frame(payload))
         await self.writer.drain()
-        frame = await self.reader.readuntil(END)
+        answer = self.deframer.next_frame()  # a frame the peer sent unasked is taken as this answer (and mismatches)
+        while answer is None:
+            data = await self.reader.read(READ_SIZE)
+            if not data:
+                raise asyncio.IncompleteReadError(b"", None)
+            answer = next(self.deframer.feed(data), None)
         self.answered = True
-        return frame[frame.find(START) + 1 : -len(END)]
+        return answer
 
     async def close(self) -> None:
         self.writer.close()
@@ -122,11 +108,11 @@ class MllpSender:
             except ssl.SSLError as exc:  # after the handshake, e.g. TLS 1.3 servers refuse a client cert only here
                 await self._drop(target.id)
                 return AttemptResult.retry(f"TLS error: {_reason(exc)}")
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            except (OSError, asyncio.IncompleteReadError, FrameTooLarge) as exc:
                 detail = self._failure_detail(target, exc)
                 await self._drop(target.id)
                 return AttemptResult.retry(detail)
-            result = ack_result(parse_ack(frame), control_id)
+            result = ack_result(read_ack(frame), control_id)
             if result.outcome is Outcome.RETRY and result.response_code is None:
                 await self._drop(target.id)  # out of step with the peer: start over on a fresh connection
             return result
