@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -234,7 +234,11 @@ def find(session: Session, destination_id: str) -> tuple[Destination, Environmen
 
 
 def in_environment(environment: Environment) -> sa.Select[Destination]:
-    return sa.select(Destination).where(Destination.environment_id == environment.id)
+    return in_environments([environment.id])
+
+
+def in_environments(environment_ids: Sequence[str]) -> sa.Select[Destination]:
+    return sa.select(Destination).where(Destination.environment_id.in_(environment_ids))
 
 
 def delete(session: Session, *, actor: Actor, destination: Destination, environment: Environment) -> None:

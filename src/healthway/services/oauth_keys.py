@@ -140,7 +140,11 @@ def source_ids(session: Session, key: OAuthKey) -> list[str]:
 
 
 def in_environment(environment: Environment) -> sa.Select[OAuthKey]:
-    return sa.select(OAuthKey).where(OAuthKey.environment_id == environment.id)
+    return in_environments([environment.id])
+
+
+def in_environments(environment_ids: Sequence[str]) -> sa.Select[OAuthKey]:
+    return sa.select(OAuthKey).where(OAuthKey.environment_id.in_(environment_ids))
 
 
 def find(session: Session, key_id: str) -> tuple[OAuthKey, Environment] | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -43,7 +45,11 @@ def find(session: Session, source_id: str) -> tuple[Source, Environment] | None:
 
 
 def in_environment(environment: Environment) -> sa.Select[Source]:
-    return sa.select(Source).where(Source.environment_id == environment.id)
+    return in_environments([environment.id])
+
+
+def in_environments(environment_ids: Sequence[str]) -> sa.Select[Source]:
+    return sa.select(Source).where(Source.environment_id.in_(environment_ids))
 
 
 def rename(session: Session, *, actor: Actor, source: Source, environment: Environment, name: str) -> None:

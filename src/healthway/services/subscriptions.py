@@ -97,9 +97,23 @@ def find(session: Session, subscription_id: str) -> tuple[Subscription, Environm
 
 
 def in_environment(environment: Environment, source_id: str | None = None) -> sa.Select[Subscription]:
+    return in_environments([environment.id], source_id)
+
+
+def in_environments(environment_ids: Sequence[str], source_id: str | None = None) -> sa.Select[Subscription]:
     query = sa.select(Subscription).join(Source, Source.id == Subscription.source_id)
-    query = query.where(Source.environment_id == environment.id)
+    query = query.where(Source.environment_id.in_(environment_ids))
     return query.where(Subscription.source_id == source_id) if source_id else query
+
+
+def environment_ids(session: Session, subscriptions: Sequence[Subscription]) -> dict[str, str]:
+    """Each subscription's environment id (its source's), by subscription id, in one query."""
+    rows = session.execute(
+        sa.select(Subscription.id, Source.environment_id)
+        .join(Source, Source.id == Subscription.source_id)
+        .where(Subscription.id.in_([s.id for s in subscriptions]))
+    )
+    return {sub_id: env_id for sub_id, env_id in rows}  # noqa: C416 (rows are Row objects)
 
 
 def delete(session: Session, *, actor: Actor, subscription: Subscription, environment: Environment) -> None:

@@ -73,22 +73,45 @@ def caller_environment(session: Session, actor: Actor, organization_id: str | No
     return organizations.environment(session, caller_organization(session, actor, organization_id).id, name)
 
 
+def readable_environments(
+    session: Session, actor: Actor, *, organization_id: str | None, environment: str | None, permission: Permission
+) -> list[Environment]:
+    """The named environment (after checking ``permission`` there), or, when none is named, every environment of
+    the caller's organization where they hold ``permission`` (403 when they hold it in none, as for logs)."""
+    if environment is not None:
+        env = caller_environment(session, actor, organization_id, environment)
+        authz.require_env(session, actor, permission, env)
+        return [env]
+    envs = organizations.environments(session, caller_organization(session, actor, organization_id).id)
+    readable = [e for e in envs if authz.env_allows(session, actor, permission, e)]
+    if not readable and envs:
+        authz.require_env(session, actor, permission, envs[0])  # 403 (or 404 outside the organization)
+    return readable
+
+
 def environment_page(
     session: Session,
     actor: Actor,
     *,
     organization_id: str | None,
-    environment: str,
+    environment: str | None,
     permission: Permission,
-    query_for: Callable[[Environment], sa.Select[T]],
+    query_for: Callable[[list[str]], sa.Select[T]],
     model: Any,
     cursor: str | None,
     limit: int,
-) -> tuple[Environment, Sequence[T], str | None]:
-    """One page of an environment's objects (oldest first), after checking ``permission`` there."""
-    env = caller_environment(session, actor, organization_id, environment)
-    authz.require_env(session, actor, permission, env)
-    rows, next_cursor = page(
-        session, query_for(env), created_at=model.created_at, row_id=model.id, cursor=cursor, limit=limit
+) -> tuple[dict[str, Environment], Sequence[T], str | None]:
+    """One page (oldest first) of the objects of ``environment``, or of every environment the caller may read
+    when it is None, with those environments by id."""
+    envs = readable_environments(
+        session, actor, organization_id=organization_id, environment=environment, permission=permission
     )
-    return env, rows, next_cursor
+    rows, next_cursor = page(
+        session,
+        query_for([e.id for e in envs]),
+        created_at=model.created_at,
+        row_id=model.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return {e.id: e for e in envs}, rows, next_cursor

@@ -67,24 +67,25 @@ class DestinationCreate(BaseModel):
 def list_destinations(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str = Query(),
+    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env, rows, next_cursor = environment_page(
+        envs, rows, next_cursor = environment_page(
             session,
             actor,
             organization_id=organization,
             environment=environment,
             permission=Permission.DESTINATIONS_READ,
-            query_for=destinations.in_environment,
+            query_for=destinations.in_environments,
             model=Destination,
             cursor=cursor,
             limit=limit,
         )
-        return {"destinations": [destinations.view(d, env) for d in rows], "next_cursor": next_cursor}
+        views = [destinations.view(d, envs[d.environment_id]) for d in rows]
+        return {"destinations": views, "next_cursor": next_cursor}
 
 
 @router.post("/destinations", status_code=201)

@@ -6,9 +6,15 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
 from healthway.services import legacy_keys, sources
-from healthway.transports.http.platform.deps import ActorDep, HealthwayDep, OrganizationParam, caller_environment
+from healthway.transports.http.platform.deps import (
+    ActorDep,
+    HealthwayDep,
+    OrganizationParam,
+    readable_environments,
+)
 
 router = APIRouter(tags=["legacy keys"])
 
@@ -37,10 +43,15 @@ def rotate_legacy_secret(api_key: str, hw: HealthwayDep, actor: ActorDep) -> dic
 
 @router.get("/legacy-keys")
 def list_legacy_keys(
-    hw: HealthwayDep, actor: ActorDep, environment: str = Query(), organization: OrganizationParam = None
+    hw: HealthwayDep,
+    actor: ActorDep,
+    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
+    organization: OrganizationParam = None,
 ) -> dict[str, Any]:
     """Sources that still hold a legacy key, with when each was last used: an empty list means migrated."""
     with hw.db.session() as session:
-        env = caller_environment(session, actor, organization, environment)
-        rows = legacy_keys.legacy_sources(session, actor=actor, environment=env)
+        envs = readable_environments(
+            session, actor, organization_id=organization, environment=environment, permission=Permission.KEYS_READ
+        )
+        rows = [row for env in envs for row in legacy_keys.legacy_sources(session, actor=actor, environment=env)]
         return {"legacy_keys": [legacy_keys.view(key, source) for source, key in rows], "next_cursor": None}

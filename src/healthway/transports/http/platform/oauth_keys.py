@@ -56,24 +56,24 @@ def _environment(session: Session, actor: Actor, organization: str | None, body:
 def list_keys(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str = Query(),
+    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env, rows, next_cursor = environment_page(
+        envs, rows, next_cursor = environment_page(
             session,
             actor,
             organization_id=organization,
             environment=environment,
             permission=Permission.KEYS_READ,
-            query_for=oauth_keys.in_environment,
+            query_for=oauth_keys.in_environments,
             model=OAuthKey,
             cursor=cursor,
             limit=limit,
         )
-        views = [oauth_keys.describe(k, env, oauth_keys.source_ids(session, k)) for k in rows]
+        views = [oauth_keys.describe(k, envs[k.environment_id], oauth_keys.source_ids(session, k)) for k in rows]
         return {"oauth_keys": views, "next_cursor": next_cursor}
 
 

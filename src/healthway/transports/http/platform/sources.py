@@ -38,24 +38,24 @@ class SourceUpdate(BaseModel):
 def list_sources(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str = Query(),
+    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env, rows, next_cursor = environment_page(
+        envs, rows, next_cursor = environment_page(
             session,
             actor,
             organization_id=organization,
             environment=environment,
             permission=Permission.SOURCES_READ,
-            query_for=sources.in_environment,
+            query_for=sources.in_environments,
             model=Source,
             cursor=cursor,
             limit=limit,
         )
-        return {"sources": [source_view(s, env) for s in rows], "next_cursor": next_cursor}
+        return {"sources": [source_view(s, envs[s.environment_id]) for s in rows], "next_cursor": next_cursor}
 
 
 @router.post("/sources", status_code=201)

@@ -49,25 +49,27 @@ class SubscriptionCreate(BaseModel):
 def list_subscriptions(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str = Query(),
+    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
     source: str | None = Query(default=None, description="Only this source's subscriptions"),
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env, rows, next_cursor = environment_page(
+        envs, rows, next_cursor = environment_page(
             session,
             actor,
             organization_id=organization,
             environment=environment,
             permission=Permission.SUBSCRIPTIONS_READ,
-            query_for=lambda env: subscriptions.in_environment(env, source),
+            query_for=lambda ids: subscriptions.in_environments(ids, source),
             model=Subscription,
             cursor=cursor,
             limit=limit,
         )
-        return {"subscriptions": [subscriptions.view(s, env) for s in rows], "next_cursor": next_cursor}
+        env_of = subscriptions.environment_ids(session, rows)
+        views = [subscriptions.view(s, envs[env_of[s.id]]) for s in rows]
+        return {"subscriptions": views, "next_cursor": next_cursor}
 
 
 @router.post("/subscriptions", status_code=201)
