@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from healthway import __version__
 from healthway.app import Healthway
-from healthway.transports.http import errors, health, home, intake, legacy_auth, oauth, platform, sync
+from healthway.transports.http import errors, health, home, intake, legacy_auth, oauth, openapi, platform, sync
 from healthway.transports.http.limits import BodyLimitMiddleware, UploadSlots
 from healthway.transports.http.middleware import RequestMiddleware
 
@@ -42,6 +42,7 @@ def create_app(hw: Healthway) -> FastAPI:
     app.state.healthway = hw
     app.state.upload_slots = UploadSlots(hw.settings.http_max_large_uploads)
     errors.install(app)
+    openapi.install(app)  # the lean Starlette routes below are described there, not by FastAPI
     app.include_router(health.router)
     app.include_router(home.router)
     app.include_router(platform.router)

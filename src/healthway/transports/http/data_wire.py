@@ -115,7 +115,7 @@ def operation_outcome(severity: str, code: str, diagnostics: str) -> dict[str, A
     }
 
 
-_FHIR_ISSUE_CODES = {
+FHIR_ISSUE_CODES = {
     400: "invalid",
     401: "login",
     403: "forbidden",
@@ -131,7 +131,7 @@ _FHIR_ISSUE_CODES = {
 
 def fhir_error(exc: HealthwayError) -> Response:
     response = json_response(
-        operation_outcome("error", _FHIR_ISSUE_CODES.get(exc.status_code, "exception"), exc.message),
+        operation_outcome("error", FHIR_ISSUE_CODES.get(exc.status_code, "exception"), exc.message),
         exc.status_code,
         ContentType.FHIR_JSON,
     )

@@ -16,7 +16,7 @@ from healthway.errors import NotFound, PermissionDenied
 from healthway.services import authz
 from healthway.transports.http.platform.deps import current_actor
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
