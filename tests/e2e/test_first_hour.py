@@ -7,14 +7,15 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import Cli, start_server
+from tests.e2e.conftest import Cli, free_port, start_server
 
 
-def _json(result: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
-    parsed: dict = json.loads(result.stdout)  # type: ignore[type-arg]
+def _json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(result.stdout)
     return parsed
 
 
@@ -142,7 +143,7 @@ def test_the_printed_next_steps_deliver_a_first_message_and_logs_show_tells_what
         source = _json(cli.invoke("source", "list", "--json"))["sources"][0]
         key = json.loads((cli.cwd / "healthway-key.json").read_text())
         assert key["kid"] and "private_key_pem" in key
-        dead = f"http://127.0.0.1:{_closed_port()}/in"  # nobody listens: every attempt fails
+        dead = f"http://127.0.0.1:{free_port()}/in"  # nobody listens: every attempt fails
         destination = _json(
             cli.invoke(
                 "destination",
@@ -172,14 +173,6 @@ def test_the_printed_next_steps_deliver_a_first_message_and_logs_show_tells_what
     assert re.search(r"#1 \S+  error  cannot connect", shown), shown
     assert "data_model:   PatientAdmin" in shown and "None" not in shown and "message_type" not in shown
     assert shown.rstrip().endswith('"Sex":"Male"}}}')  # the payload, last
-
-
-def _closed_port() -> int:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_attempt(cli: Cli, log_id: str) -> str:
