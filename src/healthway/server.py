@@ -12,8 +12,8 @@ from contextlib import contextmanager
 import structlog
 import uvicorn
 
-from healthway.app import Healthway
 from healthway.errors import ConfigurationError
+from healthway.runtime import Healthway, running
 from healthway.transports.http.app import create_app
 from healthway.transports.http.protocol import timed_protocol
 
@@ -41,24 +41,43 @@ def bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
+class _Uvicorn(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
-        """Stop gracefully on SIGTERM/SIGINT and exit 0, instead of re-raising the signal as uvicorn does."""
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
+        """No signal handling of its own: ``run`` has the one handler, and stops uvicorn as one of the parts."""
+        yield
 
 
-def run(hw: Healthway, http_socket: socket.socket) -> bool:
-    """Serve until SIGTERM/SIGINT. False when start-up failed."""
+class HttpListener:
+    """uvicorn serving the HTTP app on an already bound socket: one part of the node, like the others."""
+
+    name = "http"
+
+    def __init__(self, hw: Healthway, sock: socket.socket) -> None:
+        self.sock = sock
+        self._server = _Uvicorn(_uvicorn_config(hw))
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self.sock]), name="http")
+        while not self._server.started:  # uvicorn has no started event; it starts within a few loop turns
+            if self._task.done():
+                self._task.result()  # its exception, if any
+                raise ConfigurationError("the HTTP server did not start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+    def is_up(self) -> bool:
+        return self._server.started and self._task is not None and not self._task.done()
+
+
+def _uvicorn_config(hw: Healthway) -> uvicorn.Config:
     settings = hw.settings
-    config = uvicorn.Config(
+    return uvicorn.Config(
         create_app(hw),
         http=timed_protocol(header_timeout=settings.http_header_timeout, body_timeout=settings.http_body_timeout),
         # X-Forwarded-For/-Proto are believed only from HEALTHWAY_TRUSTED_PROXIES (uvicorn's default trusts
@@ -69,17 +88,43 @@ def run(hw: Healthway, http_socket: socket.socket) -> bool:
         limit_concurrency=settings.http_max_connections + 1,
         log_config=None,
         access_log=False,
-        lifespan="on",
+        lifespan="off",  # the node's parts are run by ``run``, not by the web framework
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         server_header=False,
     )
-    server = _Server(config)
-    scheme = "https" if settings.tls_cert else "http"
-    host, port = http_socket.getsockname()[:2]
+
+
+def run(hw: Healthway, http_socket: socket.socket | None) -> bool:
+    """Run the node's parts, and HTTP on ``http_socket`` (None: HTTP disabled), until SIGTERM/SIGINT. False when
+    start-up failed. One process, one node: a worker pool calls this once per process with the parent's sockets."""
     for warning in hw.db.permission_warnings():
         log.warning("the data directory is readable by others", detail=warning)
-    log.info("healthway listening", url=f"{scheme}://{host}:{port}", public_url=settings.public_url)
-    asyncio.run(server.serve(sockets=[http_socket]))
-    return server.started
+    try:
+        asyncio.run(_serve(hw, http_socket))
+    except ConfigurationError as exc:  # a part could not start (a busy metrics port...): said once, plainly
+        log.error("start-up failed", error=exc.message)  # noqa: TRY400 (the message is the whole story)
+        return False
+    return True
+
+
+async def _serve(hw: Healthway, http_socket: socket.socket | None) -> None:
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        http = [HttpListener(hw, http_socket)] if http_socket is not None else []
+        async with running([*hw.parts, *http]):  # HTTP last: requests come once everything behind them runs
+            if http_socket is not None:
+                scheme = "https" if hw.settings.tls_cert else "http"
+                host, port = http_socket.getsockname()[:2]
+                log.info("healthway listening", url=f"{scheme}://{host}:{port}", public_url=hw.settings.public_url)
+            else:
+                log.info("healthway running without HTTP (HEALTHWAY_HTTP_PORT=0)")
+            await stopping.wait()
+            log.info("stopping")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

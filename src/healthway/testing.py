@@ -1,5 +1,5 @@
-"""Fakes shipped for tests: a settable clock, a recording sender, client key pairs, a JWKS fetcher and a DNS
-resolver."""
+"""Fakes shipped for tests: the HTTP app with its node's parts running, a settable clock, a recording sender,
+client key pairs, a JWKS fetcher and a DNS resolver."""
 
 from __future__ import annotations
 
@@ -15,12 +15,23 @@ import orjson
 from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+from starlette.applications import Starlette
 
 from healthway.delivery.senders import Message, Target
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.runtime import Healthway, running
 from healthway.services.jwks_fetcher import JwksUnavailable
 from healthway.services.outbound import OutboundGuard, SystemResolver
+from healthway.transports.http.app import create_app
+
+
+def http_app(hw: Healthway) -> Starlette:
+    """``hw``'s HTTP app whose lifespan runs ``hw``'s parts, as ``TestClient`` needs (in production ``server.run``
+    runs the parts and uvicorn is one of them)."""
+    app = create_app(hw)
+    app.router.lifespan_context = lambda _app: running(hw.parts)
+    return app
 
 
 @dataclass

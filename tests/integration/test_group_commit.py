@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from healthway.errors import HealthwayError, InvalidRequest, StorageUnavailable
 from healthway.services import deliveries
-from healthway.services.group_commit import GroupCommitter
 from healthway.storage.db import Database
+from healthway.storage.group_commit import GroupCommitter
 from healthway.storage.models import Log
 from tests.factories import make_org, make_source
 

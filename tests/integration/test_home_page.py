@@ -8,12 +8,12 @@ from healthway import __version__
 from healthway.app import build
 from healthway.settings import Settings
 from healthway.storage.db import Database
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 
 
 def test_the_root_names_the_version_and_the_next_steps(db: Database) -> None:
     settings = Settings(_env_file=None, http_port=8099)
-    with TestClient(create_app(build(settings, db=db))) as client:
+    with TestClient(http_app(build(settings, db=db))) as client:
         page = client.get("/")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         for link in ("/openapi.json", "/healthz"):

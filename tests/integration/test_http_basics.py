@@ -16,7 +16,7 @@ from healthway.app import build
 from healthway.errors import PermissionDenied
 from healthway.settings import Settings
 from healthway.storage.db import Database
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 from tests.factories import make_org
 
 
@@ -45,7 +45,7 @@ def listener() -> FakeListener:
 @pytest.fixture
 def client(db: Database, listener: FakeListener) -> Iterator[TestClient]:
     hw = build(Settings(_env_file=None), db=db, listeners=[listener])
-    app = create_app(hw)
+    app = http_app(hw)
 
     @app.get("/test/boom")
     def boom() -> None:
@@ -59,8 +59,8 @@ def client(db: Database, listener: FakeListener) -> Iterator[TestClient]:
         yield test_client
 
 
-def test_lifespan_starts_and_stops_listeners(db: Database, listener: FakeListener) -> None:
-    with TestClient(create_app(build(Settings(_env_file=None), db=db, listeners=[listener]))):
+def test_the_test_app_runs_the_node_parts(db: Database, listener: FakeListener) -> None:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db, listeners=[listener]))):
         assert listener.started and not listener.stopped
     assert listener.stopped
 
@@ -79,7 +79,7 @@ def test_healthz_and_readyz(client: TestClient, listener: FakeListener) -> None:
 
 def test_readyz_fails_when_the_database_is_gone(tmp_path: object) -> None:
     db = Database("postgresql://postgres@127.0.0.1:1/none")
-    with TestClient(create_app(build(Settings(_env_file=None), db=db))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db))) as client:
         response = client.get("/readyz")
     assert response.status_code == 503 and response.json()["checks"]["database"] is False
 
@@ -130,7 +130,7 @@ def json_logs() -> Iterator[None]:
 
 
 def test_every_request_line_has_a_request_id(db: Database, json_logs: None, caplog: pytest.LogCaptureFixture) -> None:
-    with TestClient(create_app(build(Settings(_env_file=None), db=db))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db))) as client:
         response = client.get("/healthz?token=hwat_shouldnotappear")
     # Records carry the event dict after our processors ran (contextvars merged, secrets scrubbed).
     lines = [r.msg for r in caplog.records if isinstance(r.msg, dict)]

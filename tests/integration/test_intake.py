@@ -18,7 +18,7 @@ from healthway.app import build
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Log, Source
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 from tests.factories import World, make_access_token, make_org, make_source
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -54,7 +54,7 @@ def make_env(db: Database, **settings: Any) -> Iterator[Env]:
         ehr_token = make_access_token(session, dev, sources=[ehr])
     # Receivers in these tests listen on 127.0.0.1 over plain HTTP: the operator's opt-ins allow that.
     opt_ins = {"allow_loopback_destinations": True, "allow_http_destinations": True}
-    app = create_app(build(Settings(_env_file=None, **(opt_ins | settings)), db=db))
+    app = http_app(build(Settings(_env_file=None, **(opt_ins | settings)), db=db))
     with TestClient(app) as client:
         yield Env(client, db, world, ehr, lis, token, ehr_token)
 

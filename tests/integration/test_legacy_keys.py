@@ -19,7 +19,7 @@ from healthway.services import legacy_keys, organizations, ratelimit
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import LegacyKey, Source
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 from tests.factories import World, make_org, make_source
 
 SMALL = b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}}'
@@ -70,7 +70,7 @@ def env(db: Database) -> Iterator[Env]:
         dev = world.envs["development"]
         source, other = make_source(session, dev, "EHR"), make_source(session, dev, "LIS")
         key, secret = legacy_keys.create(session, actor=CLI, source=source, environment=dev)
-    with TestClient(create_app(build(Settings(_env_file=None), db=db, clock=clock))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db, clock=clock))) as client:
         yield Env(client, db, clock, world, source, other, key.api_key, secret)
 
 

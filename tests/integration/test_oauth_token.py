@@ -36,9 +36,8 @@ from healthway.services.token_issuer import IssueRequest, issue_many
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Environment, UsedAssertion
-from healthway.testing import FakeClock, FakeJwksFetcher, KeyPair, assertion_claims, make_key_pair
+from healthway.testing import FakeClock, FakeJwksFetcher, KeyPair, assertion_claims, http_app, make_key_pair
 from healthway.transports.http import bearer
-from healthway.transports.http.app import create_app
 from tests.factories import make_org, make_source
 
 PUBLIC_URL = "https://healthway.example.org"
@@ -99,7 +98,7 @@ class Harness:
 def make_app(db: Database, clock: FakeClock, fetcher: Any = None) -> tuple[Healthway, TestClient]:
     settings = Settings(_env_file=None, public_url=PUBLIC_URL, allow_private_jwks_urls=True)
     hw = build(settings, db=db, clock=clock, jwks_fetcher=fetcher or FakeJwksFetcher())
-    app = create_app(hw)
+    app = http_app(hw)
     app.add_route("/test/whoami", whoami, methods=["GET"])
     return hw, TestClient(app, raise_server_exceptions=False)
 

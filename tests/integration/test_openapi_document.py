@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from healthway.app import build
 from healthway.settings import Settings
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 
 NOT_API = {"/"}  # the home page: a page for people
 
@@ -22,7 +22,7 @@ NOT_API = {"/"}  # the home page: a page for people
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
     data_dir: Path = tmp_path_factory.mktemp("openapi")
-    return create_app(build(Settings(_env_file=None, data_dir=data_dir)))
+    return http_app(build(Settings(_env_file=None, data_dir=data_dir)))
 
 
 @pytest.fixture(scope="module")

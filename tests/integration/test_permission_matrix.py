@@ -21,7 +21,7 @@ from healthway.domain.permissions import ORG_ROLE_PERMISSIONS, EnvRole, OrgRole,
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import User
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 from tests.factories import World, make_org
 from tests.integration.platform_actions import ACTIONS, PASSWORD, Action, make_member
 
@@ -75,7 +75,7 @@ def matrix(db: Database) -> Iterator[Matrix]:
                 email = f"{org_role.value}-{env_role.value if env_role else 'none'}@northwind.example.org"
                 user, token = make_member(session, world, email, org_role=org_role, env_role=env_role)
                 callers.append(Caller(org_role, env_role, user, token))
-    with TestClient(create_app(build(Settings(_env_file=None), db=db))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db))) as client:
         yield Matrix(db, client, world, callers)
 
 
@@ -122,7 +122,7 @@ def test_without_a_valid_token_every_action_is_401(matrix: Matrix) -> None:
 
 def _platform_routes(tmp_path: Path) -> set[tuple[str, str]]:
     """Read from the OpenAPI document: it lists every route however routers are nested."""
-    paths = create_app(build(Settings(_env_file=None, data_dir=tmp_path))).openapi()["paths"]
+    paths = http_app(build(Settings(_env_file=None, data_dir=tmp_path))).openapi()["paths"]
     return {(method.upper(), path) for path, item in paths.items() if path.startswith("/platform/") for method in item}
 
 

@@ -23,7 +23,7 @@ from healthway.services import login, organizations
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import LoginFailure, User
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 from tests.factories import World, make_org, make_source
 from tests.integration.platform_actions import PASSWORD, make_member
 
@@ -65,7 +65,7 @@ def api(db: Database) -> Iterator[Api]:
     clock = Clock(datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
     with db.session() as session:
         world = make_org(session)
-    with TestClient(create_app(build(Settings(_env_file=None), db=db, clock=clock))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db, clock=clock))) as client:
         yield Api(client, db, clock, world)
 
 

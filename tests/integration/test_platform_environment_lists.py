@@ -19,7 +19,7 @@ from healthway.services.oauth_keys import KeyMaterial
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import EnvironmentRole, User
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 from tests.factories import World, make_org, make_source
 from tests.integration.platform_actions import make_member
 
@@ -71,7 +71,7 @@ def setup(db: Database) -> Iterator[Setup]:
         )
         _, nowhere = make_member(session, world, "none@northwind.example.org")
         assert session.query(User).count() == 4
-    with TestClient(create_app(build(Settings(_env_file=None), db=db))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db))) as client:
         yield Setup(client, world, dev_only, everywhere, nowhere)
 
 

@@ -24,7 +24,7 @@ from healthway.services import login, users
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, LoginFailure, User
-from healthway.transports.http.app import create_app
+from healthway.testing import http_app
 from tests.factories import World, make_destination, make_log, make_org, make_source, make_subscription
 from tests.integration.platform_actions import make_member
 from tests.integration.test_platform_accounts import Clock
@@ -64,7 +64,7 @@ def make_api(db: Database, **overrides: Any) -> Iterator[Api]:
     with db.session() as session:
         world = make_org(session)
     settings = Settings(_env_file=None, allow_loopback_destinations=True, allow_http_destinations=True)
-    with TestClient(create_app(build(settings, db=db, clock=clock, **overrides))) as client:
+    with TestClient(http_app(build(settings, db=db, clock=clock, **overrides))) as client:
         yield Api(client, db, clock, world)
 
 

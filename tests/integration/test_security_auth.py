@@ -29,8 +29,7 @@ from healthway.services.oauth_keys import KeyMaterial
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import OAuthKey, Source
-from healthway.testing import FakeClock, FakeJwksFetcher, KeyPair, assertion_claims, make_key_pair
-from healthway.transports.http.app import create_app
+from healthway.testing import FakeClock, FakeJwksFetcher, KeyPair, assertion_claims, http_app, make_key_pair
 from tests.factories import World, make_destination, make_org, make_source, make_subscription
 from tests.integration.test_oauth_token import AUD, PUBLIC_URL, Harness
 
@@ -97,7 +96,7 @@ def make_setup(db: Database, clock: FakeClock | None = None, fetcher: Any = None
         allow_http_destinations=True,
     )
     hw = build(settings, db=db, clock=clock, jwks_fetcher=fetcher or FakeJwksFetcher())
-    peer = PeerAddress(create_app(hw))
+    peer = PeerAddress(http_app(hw))
     pair = make_key_pair("RS384")
     with db.session() as session:
         world = make_org(session)

@@ -38,8 +38,7 @@ from healthway.services.outbound import OutboundGuard
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, AuditEvent, Base, Destination
-from healthway.testing import FakeResolver, loopback_guard
-from healthway.transports.http.app import create_app
+from healthway.testing import FakeResolver, http_app, loopback_guard
 from tests.factories import make_access_token, make_org, make_source
 from tests.integration.test_delivery_senders import JSON_MESSAGE
 from tests.integration.test_intake import FIXTURES, NEW_PATIENT, Env
@@ -60,7 +59,7 @@ def gateway(db: Database, resolver: FakeResolver | None = None, **settings: Any)
         ehr, lis = make_source(session, dev, "EHR"), make_source(session, dev, "LIS")
         token = make_access_token(session, dev)
         ehr_token = make_access_token(session, dev, sources=[ehr])
-    app = create_app(build(Settings(_env_file=None, **settings), db=db, resolver=resolver))
+    app = http_app(build(Settings(_env_file=None, **settings), db=db, resolver=resolver))
     with TestClient(app) as client:
         yield Env(client, db, world, ehr, lis, token, ehr_token)
 

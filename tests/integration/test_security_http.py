@@ -31,8 +31,7 @@ from healthway.services.deliveries import Policy
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Organization
-from healthway.testing import FakeClock, RecordingSender, loopback_guard
-from healthway.transports.http.app import create_app
+from healthway.testing import FakeClock, RecordingSender, http_app, loopback_guard
 from tests.e2e.conftest import free_port
 from tests.factories import (
     World,
@@ -92,7 +91,7 @@ def hw(db: Database) -> Healthway:
 
 @pytest.fixture
 def client(hw: Healthway) -> Iterator[TestClient]:
-    with TestClient(create_app(hw), raise_server_exceptions=False) as test_client:
+    with TestClient(http_app(hw), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -229,7 +228,7 @@ def test_readyz_names_data_files_others_can_read(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'data' / 'healthway.db'}")
     db.migrate()
     (tmp_path / "data").chmod(0o755)
-    with TestClient(create_app(build(settings(), db=db))) as client:
+    with TestClient(http_app(build(settings(), db=db))) as client:
         ready = client.get("/readyz")
     db.dispose()
     assert ready.status_code == 200  # a warning, not an outage
@@ -252,7 +251,7 @@ def test_public_metrics_need_an_organization_owners_token(client: TestClient, db
 def test_with_a_metrics_address_metrics_are_served_there_and_not_on_the_public_port(db: Database, world: World) -> None:
     port = free_port()
     hw = build(settings(metrics_address=f"127.0.0.1:{port}"), db=db)
-    with TestClient(create_app(hw)) as client:
+    with TestClient(http_app(hw)) as client:
         client.get("/healthz")
         assert client.get("/metrics", headers=auth(world.admin_token)).status_code == 404
         scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)

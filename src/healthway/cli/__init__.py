@@ -110,7 +110,7 @@ def serve() -> None:
     logconfig.configure(settings.log_level)
     db = Database(settings.resolved_database_url)
     db.check_reachable()
-    http_socket = server.bind(settings.host, settings.http_port, "HTTP")
+    http_socket = server.bind(settings.host, settings.http_port, "HTTP") if settings.http_port else None
     db.migrate()
     if not server.run(build(settings, db=db), http_socket):
         fail("the server did not start; see the log above")

@@ -1,4 +1,10 @@
-"""Accepting inbound messages: one Log row (raw bytes + metadata) and its deliveries, durable before acknowledged.
+"""The intake door: every transport's messages come in by ``Intake.accept`` (or ``accept_many``).
+
+A transport authenticates its peer, validates what it read and builds a ``Submission`` (HTTP in
+``transports/http/data_wire.py``; HL7v2 frames and files next); ``accept`` stores it as one Log row (raw bytes +
+metadata) with its deliveries and returns only once that is committed: durable before acknowledged. Writes go
+through the group committer (one transaction and one fsync for every message arriving meanwhile), and a commit
+that queued deliveries wakes this node's delivery worker at once.
 
 Duplicates (same source + Idempotency-Key or MSH-10 within 24 h) are answered with the original receipt and not
 routed again; the same Idempotency-Key with a different body is refused.
@@ -8,17 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from healthway.errors import UnprocessableEntity
 from healthway.services import deliveries
+from healthway.storage.db import Database
+from healthway.storage.group_commit import GroupCommitter
 from healthway.storage.models import Log
 
+T = TypeVar("T")
 DEDUP_WINDOW = timedelta(hours=24)
 LOGS = Log.metadata.tables["logs"]
 MAX_IDEMPOTENCY_KEY = 255
@@ -110,3 +120,30 @@ def store(session: Session, submission: Submission) -> Receipt:
     if submission.routed:
         deliveries.route(session, log=log, destination_ids=submission.destination_ids)
     return _receipt(log, duplicate=False)
+
+
+class Intake:
+    """The door. ``committer`` is a part of the node (started and stopped with it); ``wake`` is called after a
+    commit that queued deliveries."""
+
+    def __init__(self, db: Database, *, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self.committer = GroupCommitter(db, on_commit=self._after_commit)
+
+    async def accept(self, submission: Submission) -> Receipt:
+        """Store one message; returns once it is committed. Raises what ``store`` raises (and
+        ``StorageUnavailable`` when the commit failed or the node is stopping)."""
+        return await self.committer.submit(lambda session: store(session, submission))
+
+    async def accept_many(self, submissions: Sequence[Submission]) -> list[Receipt]:
+        """Store several messages all together or none of them (an SFTP batch file); returns once committed."""
+        return await self.committer.submit(lambda session: [store(session, s) for s in submissions])
+
+    async def commit(self, work: Callable[[Session], T]) -> T:
+        """Run an intake use case's own unit of work (a synchronous request's log and answer) in the next batch;
+        returns its result once committed."""
+        return await self.committer.submit(work)
+
+    def _after_commit(self, session: Session) -> None:
+        if deliveries.queued(session):  # due at once: no polling delay; a batch that queued none wakes nobody
+            self._wake()

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from healthway.app import Healthway
 from healthway.domain.messages import check_text
 from healthway.errors import InvalidRequest, InvalidToken
+from healthway.runtime import Healthway
 from healthway.services import access_tokens
 from healthway.services.access_tokens import Grant
 from healthway.storage.models import Source

@@ -11,10 +11,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from healthway.app import Healthway
 from healthway.domain import messages
 from healthway.domain.messages import ContentType
 from healthway.errors import HealthwayError, InvalidRequest, InvalidToken, PayloadTooLarge
+from healthway.runtime import Healthway
 from healthway.services import intake
 from healthway.transports.http import bearer
 from healthway.transports.http.bearer import Caller

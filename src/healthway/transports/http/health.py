@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
-from healthway.app import Healthway
 from healthway.errors import NotFound, PermissionDenied
+from healthway.runtime import Healthway
 from healthway.services import authz
 from healthway.transports.http.platform.deps import current_actor
 
@@ -28,7 +28,7 @@ async def healthz() -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     hw: Healthway = request.app.state.healthway
     checks = {"database": await run_in_threadpool(hw.db.is_ready)}
-    checks.update({listener.name: listener.is_up() for listener in hw.listeners})
+    checks.update({part.name: part.is_up() for part in hw.parts})
     ready = all(checks.values())
     body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": checks}
     if warnings := hw.db.permission_warnings():  # a warning, not a failure: the data is there and served

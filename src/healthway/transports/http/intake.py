@@ -1,7 +1,7 @@
 """The data endpoints: ``POST /endpoint`` (Data Model API) and ``POST /fhir/R4/$process-message``.
 
 These are the hot path, so they are plain Starlette routes (no dependency injection), parse JSON with orjson, and
-hand the write to the group committer: the 202 is sent only after the batch holding this log is committed.
+hand the message to the intake door: the 202 is sent only after the batch holding this log is committed.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from starlette.routing import Route
 from healthway.domain import messages, scopes
 from healthway.domain.messages import ContentType
 from healthway.errors import HealthwayError
-from healthway.services import intake
 from healthway.transports.http import sync
 from healthway.transports.http.data_wire import (
     accept,
@@ -44,7 +43,7 @@ async def endpoint(request: Request) -> Response:
         meta=meta.meta,
         destination_ids=meta.destination_ids,
     )
-    receipt = await hw.committer.submit(lambda session: intake.store(session, sub))
+    receipt = await hw.intake.accept(sub)
     response_meta = {
         **meta.meta,
         "Source": {"ID": caller.source.id, "Name": caller.source.name},
@@ -63,7 +62,7 @@ async def process_message(request: Request) -> Response:
         sub = submission(
             hw, caller, request, body, content_type=ContentType.FHIR_JSON, data_model="Bundle", event_type=event_type
         )
-        receipt = await hw.committer.submit(lambda session: intake.store(session, sub))
+        receipt = await hw.intake.accept(sub)
     except HealthwayError as exc:
         return fhir_error(exc)
     outcome = operation_outcome("information", "informational", f"accepted as log {receipt.log_id}")

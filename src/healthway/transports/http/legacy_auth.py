@@ -14,9 +14,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from healthway.app import Healthway
 from healthway.domain.messages import check_text
 from healthway.errors import HealthwayError, InvalidRequest, LegacyKeysDisabled, Unauthenticated
+from healthway.runtime import Healthway
 from healthway.services import legacy_keys
 from healthway.services.legacy_keys import RefreshReuse, TokenPair
 from healthway.transports.http.data_wire import json_response, parse_json, read_body

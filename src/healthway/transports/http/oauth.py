@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from healthway.app import Healthway
 from healthway.domain import jwk, scopes
 from healthway.domain.messages import ContentType
 from healthway.errors import InvalidClient, OAuthInvalidRequest, RateLimited
+from healthway.runtime import Healthway
 from healthway.services.oauth_clients import OAuthServer
 from healthway.transports.http.errors import rate_limit_headers
 
@@ -67,8 +67,8 @@ def _address(request: Request) -> str | None:
 
 
 def _server(request: Request) -> OAuthServer:
-    server: OAuthServer = request.app.state.oauth_server
-    return server
+    hw: Healthway = request.app.state.healthway
+    return hw.oauth
 
 
 def _claimed_client(form: dict[str, str]) -> str:
@@ -149,10 +149,6 @@ routes = [
 ]
 
 
-def install(app: Starlette, hw: Healthway) -> None:
-    """Mount the routes and the one ``OAuthServer`` of this app (its caches live as long as the app)."""
-    app.state.oauth_server = OAuthServer(
-        db=hw.db, submit=hw.committer.submit, fetcher=hw.jwks_fetcher, audience=hw.settings.token_url, clock=hw.clock
-    )
-    # First in the table: the token endpoint is the hottest route, and matching walks the table in order.
+def install(app: Starlette) -> None:
+    """Mount the routes; the token endpoint first, as the hottest route (matching walks the table in order)."""
     app.router.routes[:0] = routes

@@ -15,12 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from healthway.app import Healthway
 from healthway.delivery.requests import TimedOut
 from healthway.domain import scopes
 from healthway.domain.messages import ContentType, DataModelMeta
 from healthway.domain.routing import MessageFacts
 from healthway.errors import BadGateway, GatewayTimeout, HealthwayError, InvalidRequest
+from healthway.runtime import Healthway
 from healthway.services import sync_requests
 from healthway.services.intake import Submission
 from healthway.services.sync_requests import Answer
@@ -42,7 +42,7 @@ async def _exchange(
         timed_out = True
         answer = Answer(0, "", b"", f"no answer within {hw.settings.request_timeout:g} s")
     finished = hw.clock()
-    await hw.committer.submit(
+    await hw.intake.commit(
         lambda s: sync_requests.record(
             s, submission=sub, route=route, answer=answer, started=started, finished=finished
         )

@@ -9,10 +9,10 @@ import sqlalchemy as sa
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from healthway.app import Healthway
 from healthway.domain.actors import Actor, ActorType
 from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, NotFound, Unauthenticated
+from healthway.runtime import Healthway
 from healthway.services import authz, organizations, tokens
 from healthway.storage.models import Environment, Organization, User
 from healthway.storage.pagination import page

@@ -129,7 +129,7 @@ def update_destination(destination_id: str, body: Switch, hw: HealthwayDep, acto
             session, actor=actor, destination=destination, environment=env, enabled=body.enabled, now=hw.clock()
         )
         result = destinations.view(destination, env)
-    deliveries.notify(hw.listeners)
+    deliveries.notify(hw.parts)
     return result
 
 

@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from healthway.app import Healthway
 from healthway.domain.actors import Actor, ActorType
 from healthway.errors import InvalidRequest, Unauthenticated
+from healthway.runtime import Healthway
 from healthway.services import login, organizations, tokens, users
 from healthway.storage.models import PersonalAccessToken, User
 from healthway.storage.pagination import page
