@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import socket
 import sqlite3
+import subprocess
 import time
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cli, Server, start_server
+from tests.e2e.conftest import HEALTHWAY, Cli, Server, start_server
 
 
 def test_serve_is_ready_and_stops_cleanly_on_sigterm(server: Server) -> None:
@@ -54,3 +55,29 @@ def test_serve_on_postgresql(cli: Cli, postgres_url: str) -> None:
         assert init.returncode == 0
     finally:
         assert srv.stop() == 0
+
+
+def test_serve_without_http_runs_the_other_parts_and_stops_on_sigterm(cli: Cli) -> None:
+    """HEALTHWAY_HTTP_PORT=0 disables HTTP (DESIGN §6): the node still runs its other parts, under the same signal
+    handler, because the lifecycle belongs to the server and not to the web framework."""
+    port = int(cli.env["HEALTHWAY_HTTP_PORT"])
+    log_path = cli.cwd / "serve-no-http.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [HEALTHWAY, "serve"], env={**cli.env, "HEALTHWAY_HTTP_PORT": "0"}, cwd=cli.cwd, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "running without HTTP" not in log_path.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log_path.read_text()
+            time.sleep(0.1)
+        text = log_path.read_text()
+        assert '"part": "group_commit"' in text and '"part": "delivery"' in text
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(5) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
