@@ -8,14 +8,17 @@ import signal
 import socket
 from collections.abc import Generator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import structlog
 import uvicorn
 
 from healthway.errors import ConfigurationError
-from healthway.runtime import Healthway, running
+from healthway.runtime import Healthway, Part, running
+from healthway.settings import Settings
 from healthway.transports.http.app import create_app
 from healthway.transports.http.protocol import timed_protocol
+from healthway.transports.mllp.listener import build_listener as mllp_listener
 
 log = structlog.get_logger("healthway")
 SHUTDOWN_GRACE_SECONDS = 3  # SIGTERM/SIGINT must stop everything within 5 s
@@ -96,30 +99,59 @@ def _uvicorn_config(hw: Healthway) -> uvicorn.Config:
     )
 
 
-def run(hw: Healthway, http_socket: socket.socket | None) -> bool:
-    """Run the node's parts, and HTTP on ``http_socket`` (None: HTTP disabled), until SIGTERM/SIGINT. False when
-    start-up failed. One process, one node: a worker pool calls this once per process with the parent's sockets."""
+@dataclass(frozen=True)
+class Sockets:
+    """The listening sockets of a node, bound before anything else (a busy port fails before the database is
+    touched); None where the port setting is 0. A worker pool binds once and hands the same sockets to each
+    process."""
+
+    http: socket.socket | None = None
+    mllp: socket.socket | None = None
+
+
+def bind_all(settings: Settings) -> Sockets:
+    return Sockets(
+        http=bind(settings.host, settings.http_port, "HTTP") if settings.http_port else None,
+        mllp=bind(settings.host, settings.mllp_port, "MLLP") if settings.mllp_port else None,
+    )
+
+
+def listeners(hw: Healthway, sockets: Sockets) -> list[Part]:
+    """The parts that own a socket, HTTP last: requests come only once everything behind them runs."""
+    parts: list[Part] = []
+    if sockets.mllp is not None:
+        parts.append(mllp_listener(hw, sockets.mllp))
+    if sockets.http is not None:
+        parts.append(HttpListener(hw, sockets.http))
+    return parts
+
+
+def run(hw: Healthway, sockets: Sockets) -> bool:
+    """Run the node's parts and its listeners until SIGTERM/SIGINT. False when start-up failed. One process, one
+    node: a worker pool calls this once per process with the parent's sockets."""
     for warning in hw.db.permission_warnings():
         log.warning("the data directory is readable by others", detail=warning)
     try:
-        asyncio.run(_serve(hw, http_socket))
+        asyncio.run(_serve(hw, sockets))
     except ConfigurationError as exc:  # a part could not start (a busy metrics port...): said once, plainly
         log.error("start-up failed", error=exc.message)  # noqa: TRY400 (the message is the whole story)
         return False
     return True
 
 
-async def _serve(hw: Healthway, http_socket: socket.socket | None) -> None:
+async def _serve(hw: Healthway, sockets: Sockets) -> None:
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     try:
-        http = [HttpListener(hw, http_socket)] if http_socket is not None else []
-        async with running([*hw.parts, *http]):  # HTTP last: requests come once everything behind them runs
-            if http_socket is not None:
+        async with running([*hw.parts, *listeners(hw, sockets)]):
+            if sockets.mllp is not None:
+                host, port = sockets.mllp.getsockname()[:2]
+                log.info("mllp listening", address=f"{host}:{port}", tls=hw.settings.mllp_tls_cert is not None)
+            if sockets.http is not None:
                 scheme = "https" if hw.settings.tls_cert else "http"
-                host, port = http_socket.getsockname()[:2]
+                host, port = sockets.http.getsockname()[:2]
                 log.info("healthway listening", url=f"{scheme}://{host}:{port}", public_url=hw.settings.public_url)
             else:
                 log.info("healthway running without HTTP (HEALTHWAY_HTTP_PORT=0)")

@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     tls_key: Path | None = None
     mllp_tls_cert: Path | None = None
     mllp_tls_key: Path | None = None
+    mllp_tls_client_ca: Path | None = None  # MLLP clients must present a certificate signed by this CA
+    mllp_idle_timeout: Seconds = 600.0  # an MLLP connection with no bytes for this long is closed
     max_message_bytes: int | None = Field(default=None, gt=0)
     request_timeout: Seconds = 30.0
     delivery_max_age: Seconds = 24 * 3600.0

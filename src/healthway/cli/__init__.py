@@ -110,9 +110,9 @@ def serve() -> None:
     logconfig.configure(settings.log_level)
     db = Database(settings.resolved_database_url)
     db.check_reachable()
-    http_socket = server.bind(settings.host, settings.http_port, "HTTP") if settings.http_port else None
+    sockets = server.bind_all(settings)
     db.migrate()
-    if not server.run(build(settings, db=db), http_socket):
+    if not server.run(build(settings, db=db), sockets):
         fail("the server did not start; see the log above")
 
 
@@ -195,6 +195,7 @@ def load_commands() -> typer.Typer:
         keys,
         legacy_keys,
         logs,
+        mllp_peers,
         orgs,
         replay,
         sources,

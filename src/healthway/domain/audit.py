@@ -36,6 +36,8 @@ class AuditAction(StrEnum):
     LEGACY_KEY_ROTATE = "legacy_key:rotate"
     SFTP_ACCOUNT_CREATE = "sftp_account:create"
     MLLP_PEER_CREATE = "mllp_peer:create"
+    MLLP_PEER_REMOVE = "mllp_peer:remove"
+    MLLP_PEER_REFUSED = "mllp_peer:refused"  # a connection from an address no source allows
     DESTINATION_CREATE = "destination:create"
     DESTINATION_UPDATE = "destination:update"
     DESTINATION_DELETE = "destination:delete"

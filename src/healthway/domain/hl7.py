@@ -67,6 +67,7 @@ class Deframer:
         self._buffer = bytearray()
         self._scanned = 0  # where the search for the end bytes resumes (the buffer then starts with START_BLOCK)
         self._skipping = False  # inside a frame refused as too large
+        self.discarded = 0  # bytes dropped from outside any frame (noise between frames), for a metric
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         self._buffer += data
@@ -83,9 +84,11 @@ class Deframer:
             return None
         start = self._buffer.find(START_BLOCK)
         if start < 0:
+            self.discarded += len(self._buffer)
             self._buffer.clear()
             return None
         if start:
+            self.discarded += start
             del self._buffer[:start]
             self._scanned = 0
         end = self._buffer.find(FRAME_END, max(self._scanned, 1))
@@ -121,6 +124,16 @@ class Deframer:
     def _keep_possible_end(self) -> None:
         """Clear the buffer but for a trailing ``0x1C`` whose ``0x0D`` is still on its way."""
         del self._buffer[: len(self._buffer) - self._buffer.endswith(END_BLOCK)]
+
+
+def segment_terminator(message: bytes) -> str:
+    """How the message ends its first segment: ``\r`` (the standard), or ``\r\n`` / ``\n`` as some senders write;
+    an ACK answers in kind."""
+    head = message[:HEAD_BYTES]
+    end = head.find(b"\r")
+    if end >= 0:
+        return "\r\n" if head[end + 1 : end + 2] == b"\n" else "\r"
+    return "\n" if b"\n" in head else SEGMENT_END
 
 
 def looks_like_hl7v2(payload: bytes) -> bool:
@@ -283,6 +296,7 @@ def build_ack(
     error: ErrorCondition | None = None,
     control_id: str | None = None,
     timestamp: datetime | None = None,
+    segment_end: str = SEGMENT_END,
 ) -> bytes:
     """The ACK answering ``header`` (None: a message too broken to have one), UTF-8.
 
@@ -290,7 +304,7 @@ def build_ack(
     original MSH-10. The ACK's MSH swaps the sending and receiving application and facility and uses the message's
     own separators. An error or reject carries an ERR segment (``error``, by default 207 application error);
     ``text`` goes into MSA-3 and ERR-8. ``control_id`` (MSH-10 of the ACK) and ``timestamp`` (MSH-7) default to
-    a fresh random ID and the current time.
+    a fresh random ID and the current time; ``segment_end`` is the message's own (``segment_terminator``).
     """
     separators = header.separators if header else _DEFAULT
     mode = "C" if header and header.enhanced_mode else "A"
@@ -303,7 +317,7 @@ def build_ack(
         condition = error or ErrorCondition.APPLICATION_ERROR
         c = separators.component
         segments.append(["ERR", "", "", f"{condition}{c}{condition.text}{c}HL70357", "E", "", "", "", escaped])
-    return "".join(separators.field.join(s).rstrip(separators.field) + SEGMENT_END for s in segments).encode()
+    return "".join(separators.field.join(s).rstrip(separators.field) + segment_end for s in segments).encode()
 
 
 def _ack_msh(header: Header | None, separators: Separators, control_id: str, timestamp: datetime) -> list[str]:

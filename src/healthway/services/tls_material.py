@@ -13,11 +13,15 @@ is removed at once. Either way the file is ours, created for this load: never a 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+from healthway.errors import ConfigurationError
 
 MAX_PEM = 100_000  # characters: a chain of a few certificates, or a key
 _BEGIN = "-----BEGIN "
@@ -76,3 +80,33 @@ def _private_file(data: bytes) -> Iterator[str]:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
         yield path
+
+
+# The listener's side: TLS 1.2 and 1.3 only, AEAD suites only (every TLS 1.3 suite is AEAD; these are TLS 1.2's).
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL:!eNULL:!SHA1:!SHA256:!SHA384"
+
+
+def server_context(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """A listener's TLS context from the operator's files (settings, never a request). With ``client_ca`` every
+    client must present a certificate signed by it (mutual TLS). Raises ConfigurationError naming the setting."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(AEAD_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigurationError(f"HEALTHWAY_MLLP_TLS_CERT/_KEY cannot be loaded: {exc.strerror or exc}") from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(f"HEALTHWAY_MLLP_TLS_CLIENT_CA cannot be loaded: {exc.strerror or exc}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def peer_fingerprint(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """The SHA-256 (lower-case hex) of the certificate the peer presented, None without one."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return hashlib.sha256(der).hexdigest() if der else None

@@ -247,10 +247,13 @@ class SftpAccount(Base):
 
 
 class MllpPeer(Base):
+    """A network a source's MLLP connections may come from (DESIGN §1), optionally requiring a TLS client
+    certificate with this SHA-256 fingerprint. Networks of different sources never overlap (services check it)."""
+
     __tablename__ = "mllp_peers"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     source_id: Mapped[str] = _fk("sources.id")
-    cidr: Mapped[str] = mapped_column(String(50))
+    cidr: Mapped[str] = mapped_column(String(50))  # normalized: ipaddress's str() of the network
     client_cert_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
