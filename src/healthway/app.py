@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import build_worker
 from healthway.domain.outbound import OutboundPolicy
-from healthway.runtime import Clock, Healthway, Part, RateLimits
+from healthway.runtime import Clock, Healthway, Part, RateLimits, Sockets
 from healthway.services.intake import Intake
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.services.login import PasswordChecker
@@ -20,7 +20,9 @@ from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_lim
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import utcnow
+from healthway.transports.http.listener import HttpListener
 from healthway.transports.http.metrics_listener import MetricsListener
+from healthway.transports.mllp.listener import build_listener as mllp_listener
 
 __all__ = ["Clock", "Healthway", "Part", "build"]  # the container's home is runtime.py; callers may name it here
 
@@ -42,9 +44,11 @@ def build(
     jwks_fetcher: JwksFetcher | None = None,
     password_checker: PasswordChecker | None = None,
     resolver: Resolver | None = None,
+    sockets: Sockets | None = None,
 ) -> Healthway:
     """Wire one node. ``parts`` are started after the built-in ones (``listeners`` is their older name, still
-    accepted); ``resolver`` answers every DNS question about a destination's host (tests give a fake one)."""
+    accepted), and the listeners on ``sockets`` last (HTTP the very last: requests come once everything behind them
+    runs); ``resolver`` answers every DNS question about a destination's host (tests give a fake one)."""
     db = db or Database(settings.resolved_database_url)
     rate_limiter = RateLimiter(settings.redis_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
@@ -59,7 +63,7 @@ def build(
         db=db, submit=intake.committer.submit, fetcher=jwks_fetcher, audience=settings.token_url, clock=clock
     )
     extra: list[Part] = [MetricsListener(settings.metrics_address, metrics)] if settings.metrics_address else []
-    return Healthway(
+    hw = Healthway(
         settings=settings,
         db=db,
         clock=clock,
@@ -73,5 +77,11 @@ def build(
         forwarder=forwarder,
         password_checker=password_checker or PasswordChecker(),
         outbound=outbound,
+        sockets=sockets or Sockets(),
         parts=[intake.committer, worker, forwarder, *extra, *(parts or []), *(listeners or [])],
     )
+    if hw.sockets.mllp is not None:
+        hw.parts.append(mllp_listener(hw, hw.sockets.mllp))
+    if hw.sockets.http is not None:
+        hw.parts.append(HttpListener(hw, hw.sockets.http))
+    return hw

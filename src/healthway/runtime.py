@@ -8,6 +8,7 @@ pool (``HEALTHWAY_WORKERS``) can run one node per process, each built by ``app.b
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,16 @@ async def running(parts: Sequence[Part]) -> AsyncIterator[None]:
 
 
 @dataclass(frozen=True)
+class Sockets:
+    """The listening sockets of a node, bound before anything else (a busy port fails before the database is
+    touched); None where the port setting is 0. A worker pool binds once and hands the same sockets to each
+    process."""
+
+    http: socket.socket | None = None
+    mllp: socket.socket | None = None
+
+
+@dataclass(frozen=True)
 class RateLimits:
     """The parsed HEALTHWAY_RATE_LIMIT_* settings (None: no limit)."""
 
@@ -91,4 +102,5 @@ class Healthway:
     forwarder: Forwarder
     password_checker: PasswordChecker
     outbound: OutboundGuard  # the outbound-address policy: destinations are checked with it when made and used
+    sockets: Sockets = field(default_factory=Sockets)
     parts: list[Part] = field(default_factory=list)

@@ -112,7 +112,7 @@ def serve() -> None:
     db.check_reachable()
     sockets = server.bind_all(settings)
     db.migrate()
-    if not server.run(build(settings, db=db), sockets):
+    if not server.run(build(settings, db=db, sockets=sockets)):
         fail("the server did not start; see the log above")
 
 
