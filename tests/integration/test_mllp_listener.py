@@ -29,14 +29,19 @@ import sqlalchemy as sa
 
 from healthway import server
 from healthway.app import build
+from healthway.delivery.senders import Message, Target
+from healthway.delivery.senders.mllp import MllpSender
 from healthway.domain.actors import CLI
 from healthway.domain.audit import AuditAction
+from healthway.domain.retry import AttemptResult, Outcome
 from healthway.runtime import Healthway, Part, running
 from healthway.services import mllp_peers
 from healthway.services.logs import LogFilter, list_logs
+from healthway.services.mllp_peers import REFUSAL_AUDIT_SECONDS, PeerDirectory
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Environment, Log
+from healthway.testing import loopback_guard
 from healthway.transports.mllp.listener import MllpListener, build_listener
 from tests.factories import make_org, make_source
 
@@ -45,6 +50,7 @@ ADT_A01 = (FIXTURES / "adt_a01.hl7").read_bytes()  # MSH-10 HWS-A01-0001, segmen
 ORU_R01 = (FIXTURES / "oru_r01.hl7").read_bytes()  # MSH-10 HWS-R01-0001
 ENHANCED = (FIXTURES / "enhanced_ack_mode.hl7").read_bytes()  # MSH-15 AL: enhanced acknowledgment mode
 CRLF = (FIXTURES / "crlf_separators.hl7").read_bytes()  # segments end with \r\n
+UTF8 = (FIXTURES / "utf8_msh18.hl7").read_bytes()  # MSH-18 UNICODE UTF-8, names with non-ASCII letters
 NOT_HL7 = (FIXTURES / "malformed" / "not_hl7.bin").read_bytes()
 NO_CONTROL_ID = (FIXTURES / "malformed" / "no_control_id.hl7").read_bytes()
 MLLP_SEND = str(Path(sys.executable).parent / "mllp_send")
@@ -232,6 +238,20 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
+def deliver(target: Target, *payloads: bytes) -> list[AttemptResult]:
+    """What a Healthway MLLP destination does with ``payloads``: its sender, over one connection."""
+
+    async def go() -> list[AttemptResult]:
+        sender = MllpSender(guard=loopback_guard(), timeout=TIMEOUT)
+        try:
+            messages = [Message(f"d{n}", f"l{n}", "s", "x-application/hl7-v2+er7", p) for n, p in enumerate(payloads)]
+            return [await sender.send(target, message) for message in messages]
+        finally:
+            await sender.aclose()
+
+    return asyncio.run(go())
+
+
 def parsed(ack: bytes) -> Any:
     """An ACK as python-hl7 reads it (an independent reader of what the listener wrote)."""
     return hl7.parse(ack.decode())
@@ -335,6 +355,22 @@ def test_mllp_send_command_line_peer(node: Node, tmp_path: Path) -> None:
     assert [msa(a) for a in acks] == [("AA", "HWS-A01-0001"), ("AA", "HWS-R01-0001")]
     [log] = node.logs("HWS-R01-0001")
     assert log.payload == ORU_R01.rstrip(b"\r")  # mllp_send strips the last segment's \r; kept as received
+
+
+def test_the_raw_bytes_are_kept_as_received_with_the_charset_and_peer(node: Node) -> None:
+    with node.connect() as sock:
+        assert msa(exchange(sock, UTF8)[0]) == ("AA", "HWS-UTF8-0001")
+    [log] = node.logs("HWS-UTF8-0001")
+    assert log.payload == UTF8 and "Brückner".encode() in log.payload
+    assert log.meta is not None
+    assert (log.meta["request"]["charset"], log.meta["request"]["peer"]) == ("UNICODE UTF-8", "127.0.0.1")
+
+
+def test_gateway_to_gateway_a_healthway_mllp_destination_delivers_here(node: Node) -> None:
+    target = Target("other-healthway", "mllp", {"host": "127.0.0.1", "port": node.port})
+    results = deliver(target, ADT_A01, ORU_R01)
+    assert [(r.outcome, r.response_code) for r in results] == [(Outcome.DELIVERED, "AA")] * 2
+    assert [log.control_id for log in node.logs()] == ["HWS-A01-0001", "HWS-R01-0001"]
 
 
 # -- framing ----------------------------------------------------------------------------------------------------
@@ -454,6 +490,19 @@ def test_a_peer_outside_the_allowlist_is_closed_unanswered_and_audited_once_a_mi
     assert node.refusals() == ["127.0.0.2", "127.0.0.3"]  # 127.0.0.2's second refusal within the minute: no event
     assert [log.control_id for log in node.logs()] == ["HWS-R01-0001"]
     assert node.metric("healthway_mllp_refused_connections_total") == 3
+
+
+def test_a_refused_address_is_audited_again_once_the_minute_has_passed(db: Database) -> None:
+    now = [1000.0]
+    directory = PeerDirectory(db, monotonic=lambda: now[0])
+    directory.refuse("10.9.8.7")
+    now[0] += REFUSAL_AUDIT_SECONDS - 1
+    directory.refuse("10.9.8.7")  # within the minute: no second event
+    now[0] += 1
+    directory.refuse("10.9.8.7")
+    query = sa.select(AuditEvent.client_address).where(AuditEvent.action == AuditAction.MLLP_PEER_REFUSED)
+    with db.read_session() as session:
+        assert list(session.scalars(query)) == ["10.9.8.7", "10.9.8.7"]
 
 
 def test_without_any_peer_every_connection_is_refused(db: Database) -> None:

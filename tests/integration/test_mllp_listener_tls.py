@@ -15,11 +15,14 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from healthway.delivery.senders import Target
+from healthway.domain.retry import Outcome
 from healthway.storage.db import Database
 from tests.integration.test_mllp_listener import (
     ADT_A01,
     Node,
     closed_without_answer,
+    deliver,
     exchange,
     framed,
     msa,
@@ -152,3 +155,15 @@ def test_with_a_client_ca_any_certificate_it_signed_is_admitted_by_a_peer_withou
                 assert msa(exchange(sock, ADT_A01)[0]) == ("AA", "HWS-A01-0001")
         assert_refused(node, pki.client_context())
         assert len(node.logs("HWS-A01-0001")) == 1
+
+
+def test_gateway_to_gateway_over_mutual_tls(db: Database, pki: Pki) -> None:
+    """A Healthway MLLP destination with TLS material (by value, as the CLI stores it) delivers to this listener,
+    which requires that destination's client certificate."""
+    files = {"ca_pem": "ca.pem", "cert_pem": "client.pem", "key_pem": "client.key"}
+    pem = {key: pki.path(name).read_text() for key, name in files.items()}
+    with serving(db, client_cert_sha256=pki.fingerprint("client"), **tls_settings(pki, client_ca=True)) as node:
+        target = Target("other-healthway", "mllp", {"host": "127.0.0.1", "port": node.port, "tls": True} | pem)
+        [result] = deliver(target, ADT_A01)
+        assert (result.outcome, result.response_code) == (Outcome.DELIVERED, "AA")
+        assert [log.control_id for log in node.logs()] == ["HWS-A01-0001"]
