@@ -10,6 +10,7 @@ rotate actions can run once per caller). ``test_every_platform_route_is_in_the_r
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from healthway.services import (
     destinations,
     invitations,
     legacy_keys,
+    mllp_peers,
     oauth_keys,
     organizations,
     subscriptions,
@@ -96,6 +98,27 @@ class Action:
 def _source(environment: str) -> Callable[[Session, World, User], Ids]:
     def prepare(session: Session, world: World, _caller: User) -> Ids:
         return {"source_id": make_source(session, world.envs[environment], f"src-{uuid.uuid4().hex[:8]}").id}
+
+    return prepare
+
+
+_PEER_ADDRESSES = itertools.count(1)  # every added peer gets its own address: networks of two sources never overlap
+
+
+def _peer_address() -> str:
+    n = next(_PEER_ADDRESSES)
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def _mllp_peer(environment: str) -> Callable[[Session, World, User], Ids]:
+    def prepare(session: Session, world: World, caller: User) -> Ids:
+        ids = _source(environment)(session, world, caller)
+        source = session.get(Source, ids["source_id"])
+        assert source is not None
+        peer = mllp_peers.add(
+            session, actor=CLI, source=source, environment=world.envs[environment], cidr=_peer_address()
+        )
+        return {**ids, "peer_id": peer.id}
 
     return prepare
 
@@ -237,6 +260,26 @@ def _environment_actions(env: str) -> list[Action]:
             env,
             success=204,
             prepare=_source(env),
+        ),
+        Action(f"mllp_peers.list.{env}", "GET", "/platform/v1/mllp-peers", P.SOURCES_READ, env, params=listing),
+        Action(
+            f"mllp_peers.add.{env}",
+            "POST",
+            "/platform/v1/mllp-peers",
+            P.SOURCES_WRITE,
+            env,
+            success=201,
+            prepare=_source(env),
+            body=lambda ids: {"source_id": ids["source_id"], "cidr": _peer_address()},
+        ),
+        Action(
+            f"mllp_peers.remove.{env}",
+            "DELETE",
+            "/platform/v1/mllp-peers/{peer_id}",
+            P.SOURCES_WRITE,
+            env,
+            success=204,
+            prepare=_mllp_peer(env),
         ),
         Action(
             f"destinations.list.{env}", "GET", "/platform/v1/destinations", P.DESTINATIONS_READ, env, params=listing

@@ -72,7 +72,13 @@ def add(
 
 
 def find(session: Session, peer_id: str) -> tuple[MllpPeer, Environment] | None:
-    query = sa.select(MllpPeer, Environment).join(Source).join(Environment).where(MllpPeer.id == peer_id)
+    query = (
+        sa.select(MllpPeer, Environment)
+        .select_from(MllpPeer)
+        .join(Source, Source.id == MllpPeer.source_id)
+        .join(Environment, Environment.id == Source.environment_id)
+        .where(MllpPeer.id == peer_id)
+    )
     row = session.execute(query).first()
     return (row[0], row[1]) if row else None
 
@@ -145,3 +151,10 @@ def view(peer: MllpPeer, environment: Environment) -> dict[str, Any]:
         "client_cert_sha256": peer.client_cert_sha256,
         "created_at": peer.created_at.isoformat(),
     }
+
+
+def views(session: Session, peers: Sequence[MllpPeer], environments: dict[str, Environment]) -> list[dict[str, Any]]:
+    """Several peers on the wire; ``environments`` by id holds theirs (one query finds which is whose)."""
+    source_ids = {peer.source_id for peer in peers}
+    env_of = dict(session.execute(sa.select(Source.id, Source.environment_id).where(Source.id.in_(source_ids))).all())
+    return [view(peer, environments[env_of[peer.source_id]]) for peer in peers]

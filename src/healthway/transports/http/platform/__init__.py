@@ -13,6 +13,7 @@ from healthway.transports.http.platform import (
     invitations,
     legacy_keys,
     logs,
+    mllp_peers,
     oauth_keys,
     organizations,
     replay,
@@ -26,6 +27,7 @@ router = APIRouter(prefix="/platform/v1")
 router.include_router(sources.router)
 router.include_router(legacy_keys.router)
 router.include_router(oauth_keys.router)
+router.include_router(mllp_peers.router)
 router.include_router(logs.router)
 router.include_router(organizations.router)
 router.include_router(users.router)
