@@ -9,10 +9,10 @@ import sqlalchemy as sa
 
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole
-from healthway.services import tokens, users
+from healthway.services import logs, tokens, users
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Membership
-from tests.factories import make_access_token, make_org, make_source
+from tests.factories import make_access_token, make_log, make_org, make_source
 from tests.integration.test_intake import NEW_PATIENT, Env, make_env
 
 
@@ -102,3 +102,24 @@ def test_no_role_no_logs_and_other_orgs_see_nothing(env: Env) -> None:
     assert env.client.get("/platform/v1/logs", headers=outsider).json()["logs"] == []
     assert env.client.get("/platform/v1/logs").status_code == 401
     assert CLI.is_operator
+
+
+def test_message_type_filter_takes_subscription_patterns(db: Database) -> None:
+    """``ADT^*`` and ``ADT`` match every ADT event, ``ADT^A01`` one event; LIKE's own wildcards are literal."""
+    with db.session() as session:
+        world = make_org(session)
+        source = make_source(session, world.envs["development"])
+        for message_type in ("ADT^A01", "ADT^A08", "ORU^R01", "AD_^A01"):
+            make_log(session, source, b"MSH|^~\\&|", message_type=message_type, data_model=None, event_type=None)
+        env = world.envs["development"]
+
+        def found(pattern: str) -> list[str]:
+            filters = logs.LogFilter(message_type=pattern)
+            rows, _ = logs.list_logs(session, actor=CLI, environments=[env], filters=filters)
+            return sorted(str(row.message_type) for row in rows)
+
+        assert found("ADT^*") == found("ADT") == found("adt^*") == ["ADT^A01", "ADT^A08"]
+        assert found("ADT^A01") == ["ADT^A01"]
+        assert found("*^A01") == ["ADT^A01", "AD_^A01"]
+        assert found("AD_^*") == ["AD_^A01"]  # the underscore is a character, not LIKE's any-one
+        assert found("*") == ["ADT^A01", "ADT^A08", "AD_^A01", "ORU^R01"]

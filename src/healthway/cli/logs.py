@@ -17,6 +17,10 @@ def list_logs(
     env: EnvFilter = None,
     status: Annotated[str | None, typer.Option("--status", help="received, delivered or failed")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only this source ID")] = None,
+    transport: Annotated[str | None, typer.Option("--transport", help="http, mllp or sftp")] = None,
+    message_type: Annotated[
+        str | None, typer.Option("--message-type", help="HL7v2 MSH-9: ADT^A01, ADT^* or ADT")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 50,
     org: OrgOption = None,
     as_json: JsonFlag = False,
@@ -25,7 +29,11 @@ def list_logs(
     with database_session() as session:
         envs = environments(session, org, env)
         rows, _ = logs.list_logs(
-            session, actor=CLI, environments=envs, filters=logs.LogFilter(source_id=source, status=status), limit=limit
+            session,
+            actor=CLI,
+            environments=envs,
+            filters=logs.LogFilter(source_id=source, status=status, transport=transport, message_type=message_type),
+            limit=limit,
         )
         views = log_views(session, rows, {e.id: e for e in envs})
     lines = [

@@ -55,6 +55,22 @@ def message_type_matches(pattern: str, message_type: str) -> bool:
     return all(w in ("*", a) for w, a in zip(wanted, actual, strict=False))
 
 
+LIKE_ESCAPE = "\\"
+
+
+def message_type_like(pattern: str) -> str:
+    """``message_type_matches`` as a SQL LIKE pattern (escape character ``LIKE_ESCAPE``) over stored message types
+    (``ADT^A01``): ``ADT^*`` → ``ADT^%``; a pattern of one component matches that type with any event."""
+    wanted = pattern.strip().upper().split("^")
+    if len(wanted) == 1 and wanted != ["*"]:
+        wanted.append("*")
+
+    def literal(part: str) -> str:
+        return part.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+    return "^".join("%" if part == "*" else literal(part) for part in wanted)
+
+
 def _in(value: str | None, allowed: Sequence[str]) -> bool:
     if not allowed:
         return True

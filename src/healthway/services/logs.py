@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from healthway.domain import routing
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
@@ -36,6 +37,7 @@ class LogFilter:
     since: datetime | None = None
     until: datetime | None = None
     control_id: str | None = None  # free text, matched anywhere in the control id
+    message_type: str | None = None  # an HL7v2 MSH-9 pattern, as subscriptions take it: ``ADT^A01``, ``ADT^*``
 
     def __post_init__(self) -> None:
         """An unknown status or transport is a mistake to point out, not a filter that quietly matches nothing."""
@@ -60,6 +62,9 @@ class LogFilter:
             query = query.where(Log.received_at < self.until)
         if self.control_id:
             query = query.where(Log.control_id.contains(self.control_id, autoescape=True))
+        if self.message_type:
+            like = routing.message_type_like(self.message_type)
+            query = query.where(sa.func.upper(Log.message_type).like(like, escape=routing.LIKE_ESCAPE))
         return query
 
 

@@ -34,12 +34,13 @@ def list_logs(
     since: datetime | None = None,
     until: datetime | None = None,
     q: str | None = Query(None, max_length=255, description="Text within the control id"),
+    message_type: str | None = Query(None, max_length=100, description="HL7v2 MSH-9: ADT^A01, ADT^* or ADT"),
     organization: OrganizationParam = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Logs, newest first, without payloads."""
-    filters = logs.LogFilter(source, transport, data_model, event_type, status, since, until, q)
+    filters = logs.LogFilter(source, transport, data_model, event_type, status, since, until, q, message_type)
     with hw.db.read_session() as session:
         org = caller_organization(session, actor, organization)
         envs = (
