@@ -7,7 +7,9 @@ from typing import Annotated, Any
 import typer
 
 from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, environments, logs_app
+from healthway.domain import hl7
 from healthway.domain.actors import CLI
+from healthway.domain.messages import ContentType
 from healthway.services import logs
 from healthway.transports.views import log_views
 
@@ -50,17 +52,19 @@ def show(log_id: Annotated[str, typer.Argument(help="Log ID")], as_json: JsonFla
     with database_session() as session:
         log, environment = logs.get(session, actor=CLI, log_id=log_id)
         view: dict[str, Any] = log_views(session, [log], {environment.id: environment})[0]
-        view |= logs.payload_fields(logs.read_payload(session, actor=CLI, log=log, environment=environment))
-    emit(view, as_json=as_json, text=render(view))
+        payload = logs.read_payload(session, actor=CLI, log=log, environment=environment)
+    view |= logs.payload_fields(payload)
+    text = render(view, hl7.display_text(payload) if log.content_type == ContentType.HL7V2 else None)
+    emit(view, as_json=as_json, text=text)
 
 
 _HEADER = ("environment", "source_id", "transport", "content_type", "data_model", "event_type", "message_type")
 _DETAILS = ("control_id", "received_at", "size", "sha256")
 
 
-def render(view: dict[str, Any]) -> str:
-    """A log for people: what it is, where each delivery stands with every attempt, then the payload. Fields
-    without a value are left out."""
+def render(view: dict[str, Any], payload_text: str | None = None) -> str:
+    """A log for people: what it is, where each delivery stands with every attempt, then the payload (as
+    ``payload_text`` when given: HL7v2 decoded per its MSH-18). Fields without a value are left out."""
     lines = [f"Log {view['id']}  {_status(view)}"]
     lines += [f"  {key + ':':<14}{view[key]}" for key in (*_HEADER, *_DETAILS) if view.get(key) not in (None, "")]
     lines.append(
@@ -75,6 +79,8 @@ def render(view: dict[str, Any]) -> str:
             f"    #{a['number']} {a['started_at']}  {a['outcome']}" + (f"  {a['detail']}" if a.get("detail") else "")
             for a in delivery["attempts"]
         ]
+    if payload_text is not None:
+        return "\n".join([*lines, "Payload:", payload_text])
     encoding = " (base64)" if view.get("payload_encoding") else ""
     return "\n".join([*lines, f"Payload{encoding}:", view["payload"]])
 

@@ -136,6 +136,22 @@ def segment_terminator(message: bytes) -> str:
     return "\n" if b"\n" in head else SEGMENT_END
 
 
+_CHARSETS = {"": "ascii", "ASCII": "ascii", "8859/1": "latin-1", "8859/15": "iso8859-15", "UNICODE UTF-8": "utf-8"}
+
+
+def display_text(message: bytes) -> str:
+    """The message as text for people, decoded per its MSH-18 (ASCII when empty, ISO 8859-1, UTF-8; others read
+    as UTF-8), one segment per line. Only for display: the stored bytes stay as received. Undecodable bytes are
+    shown as U+FFFD (a sender whose MSH-18 says ASCII and sends UTF-8 is common: ASCII falls back to UTF-8)."""
+    try:
+        charset = (parse_header(message).charset or "").upper()
+    except MalformedHl7:
+        charset = "UNICODE UTF-8"
+    codec = _CHARSETS.get(charset, "utf-8")
+    text = message.decode("utf-8" if codec == "ascii" else codec, errors="replace")
+    return "\n".join(_LINE_BREAK.split(text.rstrip("\r\n")))
+
+
 def looks_like_hl7v2(payload: bytes) -> bool:
     """A cheap sniff: the payload starts with an MSH segment (a full check is ``parse_header``)."""
     head = payload.lstrip()[:4]

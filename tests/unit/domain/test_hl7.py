@@ -278,3 +278,30 @@ def test_content_types_are_read_whatever_their_parameters() -> None:
     assert ContentType.of("X-Application/HL7-V2+ER7; charset=utf-8") is ContentType.HL7V2
     assert ContentType.of("application/fhir+json") is ContentType.FHIR_JSON
     assert ContentType.of("application/xml") is None
+
+
+def test_bytes_outside_frames_are_counted_as_discarded() -> None:
+    deframer = Deframer(1000)
+    assert list(deframer.feed(b"noise" + hl7.frame(b"MSH|a") + b"\r\n" + b"MSH|b\x1c\r")) == [b"MSH|a"]
+    assert deframer.discarded == len(b"noise") + len(b"\r\nMSH|b\x1c\r")
+
+
+@pytest.mark.parametrize(
+    ("message", "terminator"),
+    [(b"MSH|^~\\&|A\rPID|1\r", "\r"), (b"MSH|^~\\&|A\r\nPID|1\r\n", "\r\n"), (b"MSH|^~\\&|A\nPID|1\n", "\n")],
+)
+def test_an_ack_answers_with_the_message_segment_terminator(message: bytes, terminator: str) -> None:
+    header = hl7.parse_header(message)
+    ack = hl7.build_ack(header, AckStatus.ACCEPT, segment_end=hl7.segment_terminator(message)).decode()
+    assert ack.count(terminator) == 2 and ack.endswith(terminator)
+    assert terminator == "\r\n" or "\r\n" not in ack
+
+
+def test_display_text_decodes_per_msh_18_and_never_fails() -> None:
+    latin = "MSH|^~\\&|A|B|C|D|20250101||ADT^A01|1|P|2.5.1||||||8859/1\rPID|1||||Müller\r".encode("latin-1")
+    assert "Müller" in hl7.display_text(latin) and "\n" in hl7.display_text(latin)
+    utf8 = "MSH|^~\\&|A|B|C|D|20250101||ADT^A01|1|P|2.5.1||||||UNICODE UTF-8\rPID|1||||Zoë\r".encode()
+    assert "Zoë" in hl7.display_text(utf8)
+    ascii_but_utf8 = "MSH|^~\\&|A|B|C|D|20250101||ADT^A01|1|P|2.5.1\rPID|1||||Zoë\r".encode()
+    assert "Zoë" in hl7.display_text(ascii_but_utf8)
+    assert hl7.display_text(b"\xff\xfe not hl7") == "\ufffd\ufffd not hl7"
