@@ -42,7 +42,7 @@ from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Environment, Log
 from healthway.testing import loopback_guard
-from healthway.transports.mllp.listener import MllpListener, build_listener
+from healthway.transports.mllp.listener import build_listener
 from tests.factories import make_org, make_source
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hl7v2"
@@ -117,7 +117,6 @@ class NodeThread:
 @dataclass
 class Node:
     hw: Healthway
-    listener: MllpListener
     port: int
     source_id: str
     environment_id: str
@@ -126,11 +125,8 @@ class Node:
     def db(self) -> Database:
         return self.hw.db
 
-    def connect(self, address: str = "127.0.0.1", *, timeout: float = TIMEOUT) -> socket.socket:
-        """A TCP connection to the listener from ``address`` (any 127.x.y.z)."""
-        sock = socket.create_connection(("127.0.0.1", self.port), timeout=timeout, source_address=(address, 0))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
+    def connect(self, address: str = "127.0.0.1") -> socket.socket:
+        return connect(self.port, address)
 
     def logs(self, control_id: str | None = None) -> list[Log]:
         """Stored logs (from a connection of their own: what is committed), oldest first."""
@@ -177,7 +173,7 @@ def serving(
     try:
         with NodeThread([*hw.parts, listener]):
             assert listener.is_up()
-            yield Node(hw, listener, sock.getsockname()[1], source_id, environment_id)
+            yield Node(hw, sock.getsockname()[1], source_id, environment_id)
         assert not listener.is_up()
     finally:
         sock.close()
@@ -190,6 +186,13 @@ def node(db: Database) -> Iterator[Node]:
 
 
 # -- an independent MLLP peer on a raw socket -----------------------------------------------------------------
+
+
+def connect(port: int, address: str = "127.0.0.1") -> socket.socket:
+    """A TCP connection to 127.0.0.1:``port`` from ``address`` (any 127.x.y.z), every read bounded."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT, source_address=(address, 0))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def read_acks(sock: socket.socket, count: int) -> list[bytes]:
@@ -219,8 +222,8 @@ def nothing_arrives(sock: socket.socket) -> bool:
     return not readable
 
 
-def closed_without_answer(sock: socket.socket) -> bytes:
-    """Everything the peer sent until it closed (reset counts as closed); fails if it stays open."""
+def until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (a reset counts as closed); fails if it stays open."""
     received = b""
     try:
         while chunk := sock.recv(65536):
@@ -340,19 +343,23 @@ def test_a_duplicate_control_id_is_acknowledged_again_and_stored_once(node: Node
     assert len(node.logs("HWS-A01-0001")) == 1
 
 
-def test_mllp_send_command_line_peer(node: Node, tmp_path: Path) -> None:
-    """python-hl7's own sender: two messages from one file (``--loose``: segments as lines), one connection."""
-    batch = tmp_path / "two.hl7"
-    batch.write_bytes(ADT_A01.replace(b"\r", b"\n") + ORU_R01.replace(b"\r", b"\n"))
-    result = subprocess.run(
-        [MLLP_SEND, "--port", str(node.port), "--file", str(batch), "--loose", "127.0.0.1"],
+def send_with_mllp_send(port: int, directory: Path) -> list[tuple[str, str]]:
+    """ADT^A01 then ORU^R01 sent by python-hl7's ``mllp_send`` on one connection; (MSA-1, MSA-2) of each ACK."""
+    messages = directory / "messages.hl7"
+    messages.write_bytes(ADT_A01.replace(b"\r", b"\n") + ORU_R01.replace(b"\r", b"\n"))  # --loose: lines
+    sent = subprocess.run(
+        [MLLP_SEND, "--port", str(port), "--file", str(messages), "--loose", "127.0.0.1"],
         capture_output=True,
         timeout=TIMEOUT * 2,
         check=False,
     )
-    assert result.returncode == 0, result.stderr
-    acks = [part.strip(b"\n")[1:] for part in result.stdout.split(EB + CR) if part.strip(b"\n")]
-    assert [msa(a) for a in acks] == [("AA", "HWS-A01-0001"), ("AA", "HWS-R01-0001")]
+    assert sent.returncode == 0, sent.stderr
+    return [msa(part.strip(b"\n")[1:]) for part in sent.stdout.split(EB + CR) if part.strip(b"\n")]
+
+
+def test_mllp_send_command_line_peer(node: Node, tmp_path: Path) -> None:
+    """python-hl7's own sender: two messages from one file, one connection."""
+    assert send_with_mllp_send(node.port, tmp_path) == [("AA", "HWS-A01-0001"), ("AA", "HWS-R01-0001")]
     [log] = node.logs("HWS-R01-0001")
     assert log.payload == ORU_R01.rstrip(b"\r")  # mllp_send strips the last segment's \r; kept as received
 
@@ -484,7 +491,7 @@ def test_a_peer_outside_the_allowlist_is_closed_unanswered_and_audited_once_a_mi
     for address in ("127.0.0.2", "127.0.0.2", "127.0.0.3"):
         with node.connect(address) as sock:
             sock.sendall(framed(ADT_A01))
-            assert closed_without_answer(sock) == b""
+            assert until_closed(sock) == b""
     with node.connect("127.0.0.1") as allowed:  # the source's own network is still served
         assert msa(exchange(allowed, ORU_R01)[0]) == ("AA", "HWS-R01-0001")
     assert node.refusals() == ["127.0.0.2", "127.0.0.3"]  # 127.0.0.2's second refusal within the minute: no event
@@ -508,7 +515,7 @@ def test_a_refused_address_is_audited_again_once_the_minute_has_passed(db: Datab
 def test_without_any_peer_every_connection_is_refused(db: Database) -> None:
     with serving(db, cidr=None) as node, node.connect() as sock:
         sock.sendall(framed(ADT_A01))
-        assert closed_without_answer(sock) == b""
+        assert until_closed(sock) == b""
         assert node.refusals() == ["127.0.0.1"]
         assert node.logs() == []
 
@@ -545,5 +552,5 @@ def test_an_idle_connection_is_closed_after_the_idle_timeout(db: Database) -> No
     with serving(db, mllp_idle_timeout=0.5) as node, node.connect() as sock:
         assert msa(exchange(sock, ADT_A01)[0]) == ("AA", "HWS-A01-0001")
         idle_since = time.monotonic()
-        assert closed_without_answer(sock) == b""
+        assert until_closed(sock) == b""
         assert time.monotonic() - idle_since >= 0.4

@@ -21,12 +21,12 @@ from healthway.storage.db import Database
 from tests.integration.test_mllp_listener import (
     ADT_A01,
     Node,
-    closed_without_answer,
     deliver,
     exchange,
     framed,
     msa,
     serving,
+    until_closed,
 )
 from tests.integration.test_mllp_tls import issue, make_ca
 
@@ -83,7 +83,7 @@ def assert_refused(node: Node, context: ssl.SSLContext) -> None:
     try:
         with tls_connect(node, context) as sock:
             sock.sendall(framed(ADT_A01))
-            received = closed_without_answer(sock)
+            received = until_closed(sock)
     except (ssl.SSLError, ConnectionError):
         return  # refused during the handshake (TLS 1.3 clients learn of it on their first read)
     assert received == b""
@@ -126,7 +126,7 @@ def test_a_client_that_does_not_trust_the_server_s_ca_fails_the_handshake(tls_no
 def test_a_plain_connection_to_the_tls_port_gets_no_ack_and_is_closed(tls_node: Node, pki: Pki) -> None:
     with tls_node.connect() as plain:
         plain.sendall(framed(ADT_A01))
-        received = closed_without_answer(plain)
+        received = until_closed(plain)
     assert b"\x0b" not in received and b"MSA" not in received  # at most a TLS alert, never an ACK
     assert tls_node.logs() == []
     with tls_connect(tls_node, pki.client_context()) as sock:  # the listener goes on serving TLS clients
