@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, environments, logs_app
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, logs_app
 from healthway.domain.actors import CLI
 from healthway.services import logs
-from healthway.transports.views import log_views
+from healthway.services.paging import EnvironmentScope
 
 
 @logs_app.command("list")
@@ -22,12 +22,9 @@ def list_logs(
     as_json: JsonFlag = False,
 ) -> None:
     """Logs, newest first."""
+    filters = logs.LogFilter(source_id=source, status=status)
     with database_session() as session:
-        envs = environments(session, org, env)
-        rows, _ = logs.list_logs(
-            session, actor=CLI, environments=envs, filters=logs.LogFilter(source_id=source, status=status), limit=limit
-        )
-        views = log_views(session, rows, {e.id: e for e in envs})
+        views = logs.list_page(session, actor=CLI, scope=EnvironmentScope(org, env), filters=filters, limit=limit).items
     lines = [
         f"{v['received_at']}  {v['id']}  {v['environment']:<11} {v['transport']:<4} {v['status']:<9} "
         f"{v['data_model'] or v['message_type'] or '-'} {v['event_type'] or ''}"
@@ -40,9 +37,7 @@ def list_logs(
 def show(log_id: Annotated[str, typer.Argument(help="Log ID")], as_json: JsonFlag = False) -> None:
     """One log with its deliveries, attempts and payload (the payload read is audited)."""
     with database_session() as session:
-        log, environment = logs.get(session, actor=CLI, log_id=log_id)
-        view: dict[str, Any] = log_views(session, [log], {environment.id: environment})[0]
-        view |= logs.payload_fields(logs.read_payload(session, actor=CLI, log=log, environment=environment))
+        view = logs.detail(session, actor=CLI, log_id=log_id)  # the operator may read every payload
     emit(view, as_json=as_json, text=render(view))
 
 
