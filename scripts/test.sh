@@ -6,6 +6,7 @@ bash scripts/install.sh --test
 .venv/bin/ruff check
 .venv/bin/ruff format --check
 .venv/bin/mypy
+.venv/bin/lint-imports  # the layer rules of STYLE.md ([tool.importlinter] in pyproject.toml)
 # pytest exits 5 when it collects no test: that fails here, as it should. Many tests wait on subprocesses and
 # sockets, so a few more workers than cores keep both cores busy (HEALTHWAY_TEST_WORKERS overrides).
 exec .venv/bin/pytest -n "${HEALTHWAY_TEST_WORKERS:-3}" "$@"

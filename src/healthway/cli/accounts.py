@@ -18,8 +18,8 @@ from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole
 from healthway.errors import InvalidRequest, NotFound
 from healthway.services import invitations, organizations, tokens, users
+from healthway.services.paging import every
 from healthway.storage.models import User, utcnow
-from healthway.transports.account_views import role_change_view, user_view
 
 user_app = typer.Typer(help="Users and their roles.", no_args_is_help=True)
 app.add_typer(user_app, name="user")
@@ -105,7 +105,7 @@ def user_set_role(
     with database_session() as session:
         environment = organizations.environment(session, organizations.resolve(session, org).id, env)
         change = users.set_env_role(session, actor=CLI, environment=environment, email=email, role=new_role)
-        result = role_change_view(change)
+        result = users.role_change_view(change)
     text = f"{change.user.email} in {environment.name}: {change.previous or 'none'} -> {role.value}"
     text += f"\n  gained: {', '.join(change.gained) or '-'}\n  lost:   {', '.join(change.lost) or '-'}"
     emit(result, as_json=as_json, text=text)
@@ -115,9 +115,7 @@ def user_set_role(
 def user_list(org: OrgOption = None, as_json: JsonFlag = False) -> None:
     """Every member of the organization with their roles."""
     with database_session() as session:
-        organization = organizations.resolve(session, org)
-        members = users.list_members(session, actor=CLI, organization=organization)
-        views = [user_view(m) for m in members]
+        views = every(lambda cursor: users.list_page(session, actor=CLI, organization_id=org, cursor=cursor))
     lines = [
         f"{v['email']:<40} {v['org_role']:<7} " + " ".join(f"{env}={role or '-'}" for env, role in v["roles"].items())
         for v in views

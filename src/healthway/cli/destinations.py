@@ -11,6 +11,7 @@ from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
 from healthway.domain.actors import CLI
 from healthway.domain.outbound import OutboundPolicy
 from healthway.services import destinations, organizations
+from healthway.services.paging import EnvironmentScope, every
 from healthway.storage.models import utcnow
 
 destination_app = typer.Typer(help="Destinations (where data goes).", no_args_is_help=True)
@@ -127,10 +128,9 @@ def destination_list(
     as_json: JsonFlag = False,
 ) -> None:
     """The destinations of one environment."""
+    scope = EnvironmentScope(org, env)
     with database_session() as session:
-        environment = organizations.environment(session, organizations.resolve(session, org).id, env)
-        rows = session.scalars(destinations.in_environment(environment).order_by("created_at")).all()
-        views = [destinations.view(d, environment) for d in rows]
+        views = every(lambda cursor: destinations.list_page(session, actor=CLI, scope=scope, cursor=cursor))
     lines = [f"{v['id']}  {v['kind']:<7} {v['name']}" for v in views]
     emit({"destinations": views}, as_json=as_json, text="\n".join(lines) or "no destinations")
 

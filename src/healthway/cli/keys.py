@@ -9,10 +9,11 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, environments, fail, key_app
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, fail, key_app
 from healthway.domain.actors import CLI
 from healthway.services import oauth_keys, organizations, sources
 from healthway.services.oauth_keys import KeyMaterial
+from healthway.services.paging import EnvironmentScope, every
 from healthway.storage.models import Environment
 
 EnvOption = Annotated[str | None, typer.Option("--env", help="development, staging or production")]
@@ -92,11 +93,9 @@ def create_oauth(
 @key_app.command("list")
 def list_keys(env: EnvFilter = None, org: OrgOption = None, as_json: JsonFlag = False) -> None:
     """OAuth keys, of one environment or of all three."""
+    scope = EnvironmentScope(org, env)
     with database_session() as session:
-        views = []
-        for environment in environments(session, org, env):
-            for key in session.scalars(oauth_keys.in_environment(environment)):
-                views.append(oauth_keys.describe(key, environment, oauth_keys.source_ids(session, key)))
+        views = every(lambda cursor: oauth_keys.list_page(session, actor=CLI, scope=scope, cursor=cursor))
     lines = [
         f"{v['id']}  {v['environment']:<11}  {v['alg']:<6}  client_id {v['client_id']}  kid {v['kid']}  {v['name']}"
         + ("  (disabled: its sources were deleted)" if v["disabled"] else "")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Annotated, Any
 
 import typer
 
-from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, environments, logs_app
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, database_session, emit, logs_app
 from healthway.domain import hl7
 from healthway.domain.actors import CLI
 from healthway.domain.messages import ContentType
 from healthway.services import logs
-from healthway.transports.views import log_views
+from healthway.services.paging import EnvironmentScope
 
 
 @logs_app.command("list")
@@ -28,16 +29,9 @@ def list_logs(
     as_json: JsonFlag = False,
 ) -> None:
     """Logs, newest first."""
+    filters = logs.LogFilter(source_id=source, status=status, transport=transport, message_type=message_type)
     with database_session() as session:
-        envs = environments(session, org, env)
-        rows, _ = logs.list_logs(
-            session,
-            actor=CLI,
-            environments=envs,
-            filters=logs.LogFilter(source_id=source, status=status, transport=transport, message_type=message_type),
-            limit=limit,
-        )
-        views = log_views(session, rows, {e.id: e for e in envs})
+        views = logs.list_page(session, actor=CLI, scope=EnvironmentScope(org, env), filters=filters, limit=limit).items
     lines = [
         f"{v['received_at']}  {v['id']}  {v['environment']:<11} {v['transport']:<4} {v['status']:<9} "
         f"{v['data_model'] or v['message_type'] or '-'} {v['event_type'] or ''}"
@@ -50,21 +44,17 @@ def list_logs(
 def show(log_id: Annotated[str, typer.Argument(help="Log ID")], as_json: JsonFlag = False) -> None:
     """One log with its deliveries, attempts and payload (the payload read is audited)."""
     with database_session() as session:
-        log, environment = logs.get(session, actor=CLI, log_id=log_id)
-        view: dict[str, Any] = log_views(session, [log], {environment.id: environment})[0]
-        payload = logs.read_payload(session, actor=CLI, log=log, environment=environment)
-    view |= logs.payload_fields(payload)
-    text = render(view, hl7.display_text(payload) if log.content_type == ContentType.HL7V2 else None)
-    emit(view, as_json=as_json, text=text)
+        view = logs.detail(session, actor=CLI, log_id=log_id)  # the operator may read every payload
+    emit(view, as_json=as_json, text=render(view))
 
 
 _HEADER = ("environment", "source_id", "transport", "content_type", "data_model", "event_type", "message_type")
 _DETAILS = ("control_id", "received_at", "size", "sha256")
 
 
-def render(view: dict[str, Any], payload_text: str | None = None) -> str:
-    """A log for people: what it is, where each delivery stands with every attempt, then the payload (as
-    ``payload_text`` when given: HL7v2 decoded per its MSH-18). Fields without a value are left out."""
+def render(view: dict[str, Any]) -> str:
+    """A log for people: what it is, where each delivery stands with every attempt, then the payload (HL7v2
+    decoded per its MSH-18, one segment per line). Fields without a value are left out."""
     lines = [f"Log {view['id']}  {_status(view)}"]
     lines += [f"  {key + ':':<14}{view[key]}" for key in (*_HEADER, *_DETAILS) if view.get(key) not in (None, "")]
     lines.append(
@@ -79,8 +69,9 @@ def render(view: dict[str, Any], payload_text: str | None = None) -> str:
             f"    #{a['number']} {a['started_at']}  {a['outcome']}" + (f"  {a['detail']}" if a.get("detail") else "")
             for a in delivery["attempts"]
         ]
-    if payload_text is not None:
-        return "\n".join([*lines, "Payload:", payload_text])
+    if view["content_type"] == ContentType.HL7V2:
+        raw = base64.b64decode(view["payload"]) if view.get("payload_encoding") else view["payload"].encode()
+        return "\n".join([*lines, "Payload:", hl7.display_text(raw)])
     encoding = " (base64)" if view.get("payload_encoding") else ""
     return "\n".join([*lines, f"Payload{encoding}:", view["payload"]])
 

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
-from healthway.cli import EnvFilter, JsonFlag, OrgOption, app, database_session, emit, environments, fail
+from healthway.cli import EnvFilter, JsonFlag, OrgOption, app, database_session, emit, fail
 from healthway.domain.actors import CLI
 from healthway.services import mllp_peers, sources
+from healthway.services.paging import EnvironmentScope, every
 
 peer_app = typer.Typer(help="MLLP peers: the client networks of a source's MLLP connections.", no_args_is_help=True)
 app.add_typer(peer_app, name="mllp-peer")
@@ -40,12 +41,9 @@ def peer_add(
 @peer_app.command("list")
 def peer_list(env: EnvFilter = None, org: OrgOption = None, as_json: JsonFlag = False) -> None:
     """MLLP peers, of one environment or of all three."""
+    scope = EnvironmentScope(org, env)
     with database_session() as session:
-        views = [
-            mllp_peers.view(peer, environment)
-            for environment in environments(session, org, env)
-            for peer in session.scalars(mllp_peers.in_environments([environment.id]).order_by("created_at"))
-        ]
+        views = every(lambda cursor: mllp_peers.list_page(session, actor=CLI, scope=scope, cursor=cursor))
     lines = [f"{v['id']}  {v['environment']:<11}  {v['source_id']}  {v['cidr']}" for v in views]
     emit({"mllp_peers": views}, as_json=as_json, text="\n".join(lines) or "no MLLP peers")
 

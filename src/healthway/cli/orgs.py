@@ -9,7 +9,6 @@ import typer
 from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
 from healthway.domain.actors import CLI
 from healthway.services import organizations
-from healthway.transports.account_views import organization_view
 
 org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 app.add_typer(org_app, name="org")
@@ -37,7 +36,7 @@ def org_list(as_json: JsonFlag = False) -> None:
     """Every organization of this installation (the ID is what --org takes)."""
     with database_session() as session:
         # The CLI acts for the installation, not as a member: no caller's role to show.
-        views = [organization_view(org, None) for org in organizations.all_organizations(session)]
+        views = [organizations.view(org, None) for org in organizations.all_organizations(session)]
     for view in views:
         del view["role"]
     lines = [f"{v['id']}  {v['name']}  (legacy keys {'allowed' if v['allow_legacy_keys'] else 'off'})" for v in views]

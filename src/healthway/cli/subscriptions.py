@@ -9,7 +9,8 @@ import typer
 from healthway.cli import JsonFlag, OrgOption, app, database_session, emit
 from healthway.domain.actors import CLI
 from healthway.errors import NotFound
-from healthway.services import destinations, organizations, sources, subscriptions
+from healthway.services import destinations, sources, subscriptions
+from healthway.services.paging import EnvironmentScope, every
 
 subscription_app = typer.Typer(help="Subscriptions (source → destination).", no_args_is_help=True)
 app.add_typer(subscription_app, name="subscription")
@@ -58,10 +59,11 @@ def subscription_list(
     as_json: JsonFlag = False,
 ) -> None:
     """The subscriptions of one environment."""
+    scope = EnvironmentScope(org, env)
     with database_session() as session:
-        environment = organizations.environment(session, organizations.resolve(session, org).id, env)
-        rows = session.scalars(subscriptions.in_environment(environment, source).order_by("created_at")).all()
-        views = [subscriptions.view(s, environment) for s in rows]
+        views = every(
+            lambda cursor: subscriptions.list_page(session, actor=CLI, scope=scope, source_id=source, cursor=cursor)
+        )
     lines = [f"{v['id']}  {v['source_id']} -> {v['destination_id']}  {v['ordering']}" for v in views]
     emit({"subscriptions": views}, as_json=as_json, text="\n".join(lines) or "no subscriptions")
 

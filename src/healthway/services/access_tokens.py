@@ -31,6 +31,15 @@ MAX_TOKEN_LENGTH = 200
 
 
 @dataclass(frozen=True)
+class SendingSource:
+    """The source a request sends as: a plain value that transports may hold (no database object)."""
+
+    id: str
+    name: str
+    environment_id: str
+
+
+@dataclass(frozen=True)
 class Grant:
     """What a valid bearer token allows."""
 
@@ -160,7 +169,7 @@ def revoke(session: Session, token: str, *, now: datetime) -> bool:
     return True
 
 
-def select_source(reader: Reader, grant: Grant, requested: str | None) -> Source:
+def select_source(reader: Reader, grant: Grant, requested: str | None) -> SendingSource:
     """The source a request sends as (``Healthway-Source-Id``/``Redox-Source-Id``, DESIGN §3).
 
     The header may be left out when the grant covers exactly one source; a legacy token ignores a header naming
@@ -186,7 +195,7 @@ def select_source(reader: Reader, grant: Grant, requested: str | None) -> Source
     return source
 
 
-def _source(db: sa.Connection, source_id: str) -> Source | None:
-    """A detached Source read with one Core statement (hot path)."""
+def _source(db: sa.Connection, source_id: str) -> SendingSource | None:
+    """The source, read with one Core statement (hot path)."""
     row = db.execute(_SOURCE, {"source_id": source_id}).first()
-    return Source(id=row.id, name=row.name, environment_id=row.environment_id) if row else None
+    return SendingSource(id=row.id, name=row.name, environment_id=row.environment_id) if row else None

@@ -11,7 +11,12 @@ from sqlalchemy.orm import Session
 
 from healthway.domain.actors import Actor
 from healthway.domain.audit import GENESIS, AuditAction, chain_digest
+from healthway.domain.permissions import Permission
+from healthway.errors import InvalidRequest
+from healthway.services import authz, callers
+from healthway.services.paging import Page, View
 from healthway.storage.models import AuditEvent, utcnow
+from healthway.storage.pagination import decode_cursor, encode_cursor
 
 _CHAIN_LOCK = 0x4857_4155  # "HWAU": serializes chain appends on PostgreSQL (SQLite serializes writers itself)
 
@@ -86,26 +91,70 @@ def verify_chain(session: Session) -> ChainReport:
     return ChainReport(count, None)
 
 
-def list_events(
+@dataclass(frozen=True)
+class EventFilter:
+    """Which events a listing shows: ``since <= occurred_at < until``, by ``actor`` (e-mail, client_id, api_key or
+    cli) and ``action`` (e.g. user:login) when given."""
+
+    actor: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def apply(self, query: sa.Select[AuditEvent]) -> sa.Select[AuditEvent]:
+        if self.actor:
+            query = query.where(AuditEvent.actor_id == self.actor)
+        if self.action:
+            query = query.where(AuditEvent.action == self.action)
+        if self.since:
+            query = query.where(AuditEvent.occurred_at >= self.since)
+        if self.until:
+            query = query.where(AuditEvent.occurred_at < self.until)
+        return query
+
+
+def list_page(
     session: Session,
     *,
-    organization_id: str,
-    actor: str | None = None,
-    action: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before_id: int | None = None,
+    actor: Actor,
+    organization_id: str | None,
+    filters: EventFilter,
+    cursor: str | None = None,
     limit: int = 100,
-) -> list[AuditEvent]:
-    query = sa.select(AuditEvent).where(AuditEvent.organization_id == organization_id)
-    if actor:
-        query = query.where(AuditEvent.actor_id == actor)
-    if action:
-        query = query.where(AuditEvent.action == action)
-    if since:
-        query = query.where(AuditEvent.occurred_at >= since)
-    if until:
-        query = query.where(AuditEvent.occurred_at < until)
+) -> Page[View]:
+    """The caller's organization's events, newest first; org owners only (``audit:read``)."""
+    organization = callers.organization(session, actor, organization_id)
+    authz.require_org(session, actor, Permission.AUDIT_READ, organization.id)
+    query = filters.apply(sa.select(AuditEvent).where(AuditEvent.organization_id == organization.id))
+    before_id = _before_id(cursor)
     if before_id:
         query = query.where(AuditEvent.id < before_id)
-    return list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit)))
+    events = list(session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit + 1)))
+    more = len(events) > limit
+    events = events[:limit]
+    next_cursor = encode_cursor(events[-1].occurred_at, str(events[-1].id)) if more else None
+    return Page([event_view(e) for e in events], next_cursor)
+
+
+def _before_id(cursor: str | None) -> int | None:
+    """Event ids grow with time, so the id alone orders and pages the trail."""
+    if not cursor:
+        return None
+    _, event_id = decode_cursor(cursor)
+    if not event_id.isdigit():
+        raise InvalidRequest("invalid cursor")
+    return int(event_id)
+
+
+def event_view(event: AuditEvent) -> View:
+    return {
+        "id": event.id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor_type": event.actor_type,
+        "actor": event.actor_id,
+        "client_address": event.client_address,
+        "action": event.action,
+        "subject_type": event.subject_type,
+        "subject_id": event.subject_id,
+        "summary": event.summary,
+    }

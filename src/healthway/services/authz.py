@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -17,6 +19,8 @@ from healthway.domain.permissions import (
 )
 from healthway.errors import NotFound, PermissionDenied
 from healthway.storage.models import Environment, EnvironmentRole, Membership
+
+T = TypeVar("T")
 
 
 def org_role(session: Session, actor: Actor, organization_id: str) -> OrgRole | None:
@@ -76,3 +80,14 @@ def require_env(session: Session, actor: Actor, permission: Permission, environm
     if org_role(session, actor, environment.organization_id) is None:
         raise NotFound("not found")
     raise PermissionDenied(f"missing permission {permission} in {environment.name}")
+
+
+def visible(
+    session: Session, actor: Actor, permission: Permission, found: tuple[T, Environment] | None, what: str
+) -> tuple[T, Environment]:
+    """``found`` (an object and its environment, as a ``find`` answers) if the actor holds ``permission`` there;
+    NotFound ("<what> not found") when it does not exist, and as ``require_env`` says otherwise."""
+    if found is None:
+        raise NotFound(f"{what} not found")
+    require_env(session, actor, permission, found[1])
+    return found

@@ -26,7 +26,8 @@ from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.permissions import Permission
 from healthway.domain.routing import DestinationKind
 from healthway.errors import InvalidRequest
-from healthway.services import audit, authz, deliveries
+from healthway.services import audit, authz, callers, deliveries
+from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.services.tls_material import MAX_PEM, TlsMaterialError, tls_context
 from healthway.storage.models import Destination, Environment
 
@@ -233,8 +234,29 @@ def find(session: Session, destination_id: str) -> tuple[Destination, Environmen
     return (row[0], row[1]) if row else None
 
 
-def in_environment(environment: Environment) -> sa.Select[Destination]:
-    return in_environments([environment.id])
+def visible(
+    session: Session, *, actor: Actor, destination_id: str, permission: Permission
+) -> tuple[Destination, Environment]:
+    """The destination and its environment, if the actor holds ``permission`` there; else NotFound (or 403)."""
+    return authz.visible(session, actor, permission, find(session, destination_id), "destination")
+
+
+def list_page(
+    session: Session, *, actor: Actor, scope: EnvironmentScope, cursor: str | None = None, limit: int = 100
+) -> Page[View]:
+    """Destinations of the scope's environments that the actor may read, oldest first."""
+    envs, rows, next_cursor = callers.environment_rows(
+        session,
+        actor=actor,
+        scope=scope,
+        permission=Permission.DESTINATIONS_READ,
+        query_for=in_environments,
+        created_at=Destination.created_at,
+        row_id=Destination.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page([view(d, envs[d.environment_id]) for d in rows], next_cursor)
 
 
 def in_environments(environment_ids: Sequence[str]) -> sa.Select[Destination]:

@@ -20,6 +20,7 @@ from healthway.domain.permissions import OrgRole, Permission
 from healthway.domain.secrets import generate_password
 from healthway.errors import Conflict, NotFound
 from healthway.services import audit, authz, users
+from healthway.services.paging import Page, View
 from healthway.storage.models import Invitation, Membership, Organization, User
 
 
@@ -28,6 +29,24 @@ class Pending:
     invitation: Invitation
     organization: Organization
     email: str
+
+
+def view(pending: Pending) -> View:
+    """The same fields whoever is invited: nothing says whether the address already had an account."""
+    return {
+        "id": pending.invitation.id,
+        "email": pending.email,
+        "organization_id": pending.organization.id,
+        "organization_name": pending.organization.name,
+        "org_role": pending.invitation.org_role,
+        "status": "invited",
+        "created_at": pending.invitation.created_at.isoformat(),
+    }
+
+
+def list_page(session: Session, *, actor: Actor) -> Page[View]:
+    """Invitations made to the caller and not yet answered; one page."""
+    return Page([view(p) for p in pending_for(session, actor=actor)], None)
 
 
 def invite(

@@ -28,7 +28,8 @@ from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
 from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret, same_digest
 from healthway.errors import Conflict, LegacyKeysDisabled, PermissionDenied, Unauthenticated
-from healthway.services import access_tokens, audit, authz
+from healthway.services import access_tokens, audit, authz, callers
+from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.storage.models import AccessToken, Environment, LegacyKey, Organization, RefreshToken, Source
 
 ACCESS_TTL = timedelta(hours=24)
@@ -164,6 +165,14 @@ def legacy_sources(session: Session, *, actor: Actor, environment: Environment) 
         .order_by(Source.created_at)
     )
     return [(source, key) for source, key in rows]
+
+
+def list_page(session: Session, *, actor: Actor, scope: EnvironmentScope) -> Page[View]:
+    """Sources of the scope's environments that the actor may read and that still hold a legacy key, with when
+    each was last used (an empty list means migrated); one page: there are few."""
+    envs = callers.readable_environments(session, actor, scope, Permission.KEYS_READ)
+    rows = [row for env in envs for row in legacy_sources(session, actor=actor, environment=env)]
+    return Page([view(key, source) for source, key in rows], None)
 
 
 def view(key: LegacyKey, source: Source) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, NotFound, PermissionDenied
-from healthway.services import audit, authz
+from healthway.services import audit, authz, callers, deliveries
+from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.storage.models import Environment, Log
 from healthway.storage.pagination import page
 
@@ -68,25 +69,67 @@ class LogFilter:
         return query
 
 
-def list_logs(
+def list_page(
     session: Session,
     *,
     actor: Actor,
-    environments: Sequence[Environment],
+    scope: EnvironmentScope,
     filters: LogFilter,
     cursor: str | None = None,
     limit: int = 50,
-) -> tuple[Sequence[Log], str | None]:
-    """Newest first. Environments the actor may not read are left out (all must be of one organization)."""
-    readable = [e.id for e in environments if authz.env_allows(session, actor, Permission.LOGS_READ, e)]
-    if not readable and environments:
-        authz.require_env(session, actor, Permission.LOGS_READ, environments[0])  # 403 or 404, as it should be
-    query = filters.apply(sa.select(Log).where(Log.environment_id.in_(readable)))
+) -> Page[View]:
+    """Logs of the scope's environments that the actor may read, newest first, without payloads."""
+    envs = callers.readable_environments(session, actor, scope, Permission.LOGS_READ)
+    query = filters.apply(sa.select(Log).where(Log.environment_id.in_([e.id for e in envs])))
     # The payload is deferred: lists never load message bodies.
     query = query.options(sa.orm.defer(Log.payload))
-    return page(
+    rows, next_cursor = page(
         session, query, created_at=Log.received_at, row_id=Log.id, cursor=cursor, limit=limit, newest_first=True
     )
+    return Page(views(session, rows, {e.id: e for e in envs}), next_cursor)
+
+
+def counts(session: Session, *, actor: Actor, organization_id: str | None, environment: str) -> View:
+    """How many logs of the caller's ``environment`` are in each status."""
+    env = callers.environment(session, actor, organization_id, environment)
+    return {"environment": env.name, "counts": count_by_status(session, actor=actor, environment=env)}
+
+
+def detail(session: Session, *, actor: Actor, log_id: str) -> View:
+    """One log with its deliveries and attempts; ``payload`` only for roles that may read it there (that read is
+    audited)."""
+    log, environment = get(session, actor=actor, log_id=log_id)
+    result = views(session, [log], {environment.id: environment})[0]
+    if may_read_payload(session, actor, environment):
+        result |= payload_fields(read_payload(session, actor=actor, log=log, environment=environment))
+    return result
+
+
+def view(log: Log, environment: Environment, delivery_views: list[View]) -> View:
+    """DESIGN §6's log JSON (without the payload)."""
+    return {
+        "id": log.id,
+        "environment": environment.name,
+        "source_id": log.source_id,
+        "transport": log.transport,
+        "content_type": log.content_type,
+        "data_model": log.data_model,
+        "event_type": log.event_type,
+        "message_type": log.message_type,
+        "control_id": log.control_id,
+        "sha256": log.sha256,
+        "size": log.size,
+        "received_at": log.received_at.isoformat(),
+        "status": log.status,
+        "test": log.test,
+        "deliveries": delivery_views,
+    }
+
+
+def views(session: Session, logs: Sequence[Log], environments: dict[str, Environment]) -> list[View]:
+    """Several logs with their deliveries and attempts (a fixed number of queries)."""
+    by_log = deliveries.views_for_logs(session, [log.id for log in logs])
+    return [view(log, environments[log.environment_id], by_log[log.id]) for log in logs]
 
 
 def count_by_status(session: Session, *, actor: Actor, environment: Environment) -> dict[str, int]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -22,7 +21,8 @@ from healthway.domain.audit import AuditAction
 from healthway.domain.mllp_peers import Peer
 from healthway.domain.permissions import Permission
 from healthway.errors import Conflict
-from healthway.services import audit, authz
+from healthway.services import audit, authz, callers
+from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.storage.db import Database
 from healthway.storage.models import Environment, MllpPeer, Source
 
@@ -69,6 +69,11 @@ def add(
         summary={"source_id": source.id, "cidr": peer.cidr, "client_cert_sha256": fingerprint},
     )
     return peer
+
+
+def visible(session: Session, *, actor: Actor, peer_id: str, permission: Permission) -> tuple[MllpPeer, Environment]:
+    """The peer and its environment, if the actor holds ``permission`` there; NotFound otherwise."""
+    return authz.visible(session, actor, permission, find(session, peer_id), "MLLP peer")
 
 
 def find(session: Session, peer_id: str) -> tuple[MllpPeer, Environment] | None:
@@ -141,7 +146,7 @@ class PeerDirectory:
             return self._peers
 
 
-def view(peer: MllpPeer, environment: Environment) -> dict[str, Any]:
+def view(peer: MllpPeer, environment: Environment) -> View:
     """One peer on the wire (the CLI's ``--json`` and the Platform API)."""
     return {
         "id": peer.id,
@@ -153,8 +158,21 @@ def view(peer: MllpPeer, environment: Environment) -> dict[str, Any]:
     }
 
 
-def views(session: Session, peers: Sequence[MllpPeer], environments: dict[str, Environment]) -> list[dict[str, Any]]:
-    """Several peers on the wire; ``environments`` by id holds theirs (one query finds which is whose)."""
-    source_ids = {peer.source_id for peer in peers}
+def list_page(
+    session: Session, *, actor: Actor, scope: EnvironmentScope, cursor: str | None = None, limit: int = 100
+) -> Page[View]:
+    """MLLP peers of the scope's environments whose sources the actor may read, oldest first."""
+    envs, rows, next_cursor = callers.environment_rows(
+        session,
+        actor=actor,
+        scope=scope,
+        permission=Permission.SOURCES_READ,
+        query_for=in_environments,
+        created_at=MllpPeer.created_at,
+        row_id=MllpPeer.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    source_ids = {peer.source_id for peer in rows}
     env_of = dict(session.execute(sa.select(Source.id, Source.environment_id).where(Source.id.in_(source_ids))).all())
-    return [view(peer, environments[env_of[peer.source_id]]) for peer in peers]
+    return Page([view(peer, envs[env_of[peer.source_id]]) for peer in rows], next_cursor)

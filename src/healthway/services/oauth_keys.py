@@ -22,8 +22,9 @@ from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, InvalidScope, NotFound
-from healthway.services import audit, authz
+from healthway.services import audit, authz, callers, sources
 from healthway.services.jwks_fetcher import check_url
+from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.storage.models import Environment, OAuthKey, OAuthKeySource, Source
 
 
@@ -139,8 +140,42 @@ def source_ids(session: Session, key: OAuthKey) -> list[str]:
     return list(session.scalars(sa.select(OAuthKeySource.source_id).where(OAuthKeySource.key_id == key.id)))
 
 
-def in_environment(environment: Environment) -> sa.Select[OAuthKey]:
-    return in_environments([environment.id])
+def list_page(
+    session: Session, *, actor: Actor, scope: EnvironmentScope, cursor: str | None = None, limit: int = 100
+) -> Page[View]:
+    """Keys of the scope's environments that the actor may read, oldest first."""
+    envs, rows, next_cursor = callers.environment_rows(
+        session,
+        actor=actor,
+        scope=scope,
+        permission=Permission.KEYS_READ,
+        query_for=in_environments,
+        created_at=OAuthKey.created_at,
+        row_id=OAuthKey.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page([describe(k, envs[k.environment_id], source_ids(session, k)) for k in rows], next_cursor)
+
+
+def target_environment(
+    session: Session, *, actor: Actor, organization_id: str | None, environment: str | None, source_ids: list[str]
+) -> Environment:
+    """The environment a new key is for: the one named, else the first listed source's (which implies it)."""
+    if environment:
+        return callers.environment(session, actor, organization_id, environment)
+    if not source_ids:
+        raise InvalidRequest("give the environment or the sources the key may send as")
+    found = sources.find(session, source_ids[0])
+    if found is None:
+        raise NotFound("source not found")
+    return found[1]
+
+
+def visible(session: Session, *, actor: Actor, key_id: str) -> tuple[OAuthKey, Environment]:
+    """The key (by id or client_id) and its environment, if the actor may read keys there; else NotFound (or 403):
+    other organizations' keys stay invisible."""
+    return authz.visible(session, actor, Permission.KEYS_READ, find(session, key_id), "OAuth key")
 
 
 def in_environments(environment_ids: Sequence[str]) -> sa.Select[OAuthKey]:

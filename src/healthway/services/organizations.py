@@ -12,7 +12,8 @@ from healthway.domain.audit import AuditAction
 from healthway.domain.environments import EnvironmentName, parse_environment
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
 from healthway.errors import AlreadyInitialized, InvalidRequest, NotFound, PermissionDenied
-from healthway.services import audit, authz, users
+from healthway.services import audit, authz, callers, users
+from healthway.services.paging import Page, View
 from healthway.storage.models import Environment, Membership, Organization
 
 
@@ -21,6 +22,50 @@ class NewOrganization:
     organization: Organization
     owner_email: str
     owner_password: str | None  # only when the owner is a new user with a generated password
+
+
+def view(org: Organization, role: OrgRole | None) -> View:
+    return {
+        "id": org.id,
+        "name": org.name,
+        "allow_legacy_keys": org.allow_legacy_keys,
+        "created_at": org.created_at.isoformat(),
+        "role": users.role_value(role),  # the caller's org role
+    }
+
+
+def environment_view(env: Environment, role: EnvRole | None) -> View:
+    return {"id": env.id, "name": env.name, "organization_id": env.organization_id, "role": users.role_value(role)}
+
+
+def list_page(session: Session, *, actor: Actor) -> Page[View]:
+    """The organizations the caller belongs to (oldest first), with the caller's org role in each; one page."""
+    orgs = sorted(memberships_of(session, actor).values(), key=lambda o: (o.created_at, o.id))
+    return Page([view(org, authz.org_role(session, actor, org.id)) for org in orgs], None)
+
+
+def visible(session: Session, *, actor: Actor, organization_id: str) -> Organization:
+    """The organization, if the actor may read it; NotFound for non-members (other organizations stay invisible)."""
+    authz.require_org(session, actor, Permission.ORG_READ, organization_id)
+    org = get(session, organization_id)
+    if org is None:
+        raise NotFound("organization not found")
+    return org
+
+
+def caller_view(session: Session, *, actor: Actor, organization: Organization) -> View:
+    """The organization with the caller's org role in it."""
+    return view(organization, authz.org_role(session, actor, organization.id))
+
+
+def environments_page(session: Session, *, actor: Actor, organization_id: str | None) -> Page[View]:
+    """The caller's organization's three environments in their fixed order, with the caller's role in each
+    (None: no access); one page."""
+    org = callers.organization(session, actor, organization_id)
+    authz.require_org(session, actor, Permission.ORG_READ, org.id)
+    order = list(EnvironmentName)
+    envs = sorted(environments(session, org.id), key=lambda e: order.index(EnvironmentName(e.name)))
+    return Page([environment_view(env, authz.env_role(session, actor, env.id)) for env in envs], None)
 
 
 def get(session: Session, organization_id: str) -> Organization | None:

@@ -11,7 +11,8 @@ from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
 from healthway.errors import Conflict, InvalidRequest
-from healthway.services import audit, authz
+from healthway.services import audit, authz, callers
+from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.storage.models import Environment, Log, Source, Subscription
 
 
@@ -44,8 +45,32 @@ def find(session: Session, source_id: str) -> tuple[Source, Environment] | None:
     return (row[0], row[1]) if row else None
 
 
-def in_environment(environment: Environment) -> sa.Select[Source]:
-    return in_environments([environment.id])
+def visible(session: Session, *, actor: Actor, source_id: str, permission: Permission) -> tuple[Source, Environment]:
+    """The source and its environment, if the actor holds ``permission`` there; NotFound when it does not exist
+    (or lies outside the actor's organizations)."""
+    return authz.visible(session, actor, permission, find(session, source_id), "source")
+
+
+def list_page(
+    session: Session, *, actor: Actor, scope: EnvironmentScope, cursor: str | None = None, limit: int = 100
+) -> Page[View]:
+    """Sources of the scope's environments that the actor may read, oldest first."""
+    envs, rows, next_cursor = callers.environment_rows(
+        session,
+        actor=actor,
+        scope=scope,
+        permission=Permission.SOURCES_READ,
+        query_for=in_environments,
+        created_at=Source.created_at,
+        row_id=Source.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page([view(s, envs[s.environment_id]) for s in rows], next_cursor)
+
+
+def view(source: Source, environment: Environment) -> View:
+    return {"id": source.id, "name": source.name, "environment": environment.name}  # exactly DESIGN §6
 
 
 def in_environments(environment_ids: Sequence[str]) -> sa.Select[Source]:

@@ -14,7 +14,8 @@ from healthway.domain.audit import AuditAction
 from healthway.domain.permissions import Permission
 from healthway.domain.routing import Ordering
 from healthway.errors import Conflict, InvalidRequest
-from healthway.services import audit, authz
+from healthway.services import audit, authz, callers
+from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.storage.models import Destination, Environment, Source, Subscription
 
 MAX_FILTERS = 100
@@ -96,8 +97,37 @@ def find(session: Session, subscription_id: str) -> tuple[Subscription, Environm
     return (row[0], row[1]) if row else None
 
 
-def in_environment(environment: Environment, source_id: str | None = None) -> sa.Select[Subscription]:
-    return in_environments([environment.id], source_id)
+def visible(
+    session: Session, *, actor: Actor, subscription_id: str, permission: Permission
+) -> tuple[Subscription, Environment]:
+    """The subscription and its environment, if the actor holds ``permission`` there; else NotFound (or 403)."""
+    return authz.visible(session, actor, permission, find(session, subscription_id), "subscription")
+
+
+def list_page(
+    session: Session,
+    *,
+    actor: Actor,
+    scope: EnvironmentScope,
+    source_id: str | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> Page[View]:
+    """Subscriptions (of ``source_id`` only, when given) in the scope's environments that the actor may read,
+    oldest first."""
+    envs, rows, next_cursor = callers.environment_rows(
+        session,
+        actor=actor,
+        scope=scope,
+        permission=Permission.SUBSCRIPTIONS_READ,
+        query_for=lambda ids: in_environments(ids, source_id),
+        created_at=Subscription.created_at,
+        row_id=Subscription.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    env_of = environment_ids(session, rows)
+    return Page([view(s, envs[env_of[s.id]]) for s in rows], next_cursor)
 
 
 def in_environments(environment_ids: Sequence[str], source_id: str | None = None) -> sa.Select[Subscription]:

@@ -11,12 +11,14 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from healthway.domain.actors import Actor
+from healthway.domain.actors import Actor, ActorType
 from healthway.domain.audit import AuditAction
 from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret
 from healthway.errors import InvalidRequest, NotFound, PermissionDenied
-from healthway.services import audit
+from healthway.services import audit, callers, organizations
+from healthway.services.paging import Page, View
 from healthway.storage.models import PersonalAccessToken, User, utcnow
+from healthway.storage.pagination import page
 
 
 def create(
@@ -45,6 +47,16 @@ def authenticate(session: Session, token: str, *, now: datetime | None = None) -
     return row
 
 
+def actor_for(session: Session, token: str, *, now: datetime, address: str | None) -> Actor | None:
+    """The user behind a personal access token, acting in the token's organization; None when the token is
+    unknown, revoked or expired (or its user is gone)."""
+    row = authenticate(session, token, now=now)
+    user = session.get(User, row.user_id) if row else None
+    if row is None or user is None:
+        return None
+    return Actor(ActorType.USER, id=user.id, label=user.email, address=address, organization_id=row.organization_id)
+
+
 # -- lifecycle on behalf of an actor (audited) --------------------------------------------------------------
 
 
@@ -60,6 +72,27 @@ def issue(
     return row, token
 
 
+def issue_own(session: Session, *, actor: Actor, name: str, organization_id: str | None) -> View:
+    """A new token for the caller, bound to one of their organizations (``issue_organization``); the answer holds
+    the token in clear, this once."""
+    user = session.get(User, actor.id)
+    assert user is not None
+    row, token = issue(
+        session, actor=actor, user=user, name=name, organization_id=issue_organization(session, actor, organization_id)
+    )
+    return {"token": token, "name": row.name, "id": row.id, "organization_id": row.organization_id}
+
+
+def issue_organization(session: Session, actor: Actor, requested: str | None) -> str | None:
+    """A token made with a bound token stays in its organization; else the one named, or the user's only one."""
+    if actor.organization_id is not None or requested:
+        return callers.organization(session, actor, requested).id
+    memberships = organizations.memberships_of(session, actor)
+    if len(memberships) > 1:
+        raise InvalidRequest('you belong to several organizations; name one with "organization"')
+    return next(iter(memberships), None)
+
+
 def _audit(session: Session, actor: Actor, action: AuditAction, row: PersonalAccessToken, user: User) -> None:
     audit.record(
         session,
@@ -70,6 +103,31 @@ def _audit(session: Session, actor: Actor, action: AuditAction, row: PersonalAcc
         subject_id=row.id,
         summary={"name": row.name, "user": user.email},
     )
+
+
+def list_page(session: Session, *, actor: Actor, cursor: str | None = None, limit: int = 100) -> Page[View]:
+    """The caller's own active tokens, oldest first; never their values."""
+    user = session.get(User, actor.id)
+    assert user is not None
+    rows, next_cursor = page(
+        session,
+        active_of(user),
+        created_at=PersonalAccessToken.created_at,
+        row_id=PersonalAccessToken.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page([view(t) for t in rows], next_cursor)
+
+
+def view(token: PersonalAccessToken) -> View:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "created_at": token.created_at.isoformat(),
+        "last_used_at": token.last_used_at.isoformat() if token.last_used_at else None,
+        "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+    }
 
 
 def active_of(user: User) -> sa.Select[PersonalAccessToken]:

@@ -17,7 +17,8 @@ from healthway.domain.environments import EnvironmentName
 from healthway.domain.permissions import EnvRole, OrgRole, Permission, grants_phi, permission_change
 from healthway.domain.secrets import generate_password
 from healthway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from healthway.services import audit, authz, tokens
+from healthway.services import audit, authz, callers, tokens
+from healthway.services.paging import Page, View
 from healthway.storage.models import (
     Environment,
     EnvironmentRole,
@@ -26,6 +27,7 @@ from healthway.storage.models import (
     Organization,
     User,
 )
+from healthway.storage.pagination import page
 
 
 def normalize_email(email: str) -> str:
@@ -89,6 +91,13 @@ def set_password(session: Session, *, actor: Actor, user: User, password: str | 
             summary={"generated": generated is not None},
         )
     return generated
+
+
+def set_own_password(session: Session, *, actor: Actor, password: str) -> None:
+    """The caller's own new password (the caller proved the current one: the transport's login)."""
+    user = session.get(User, actor.id)
+    assert user is not None
+    set_password(session, actor=actor, user=user, password=password)
 
 
 def assign_env_role(session: Session, *, user: User, environment: Environment, role: EnvRole | None) -> EnvRole | None:
@@ -192,7 +201,7 @@ def remove_member(session: Session, *, actor: Actor, organization: Organization,
         subject_id=user.email,
         summary={
             "org_role": member.org_role.value,
-            "roles": {k: _value(v) for k, v in member.roles.items()},
+            "roles": {k: role_value(v) for k, v in member.roles.items()},
             "tokens_revoked": revoked,
         },
     )
@@ -216,17 +225,50 @@ def get_member(session: Session, *, actor: Actor, organization: Organization, em
     return _member(session, organization, email)
 
 
+def list_page(
+    session: Session, *, actor: Actor, organization_id: str | None, cursor: str | None = None, limit: int = 100
+) -> Page[View]:
+    """The members of the caller's organization with their roles, oldest account first."""
+    organization = callers.organization(session, actor, organization_id)
+    authz.require_org(session, actor, Permission.USERS_READ, organization.id)
+    rows, next_cursor = page(
+        session, members_query(organization), created_at=User.created_at, row_id=User.id, cursor=cursor, limit=limit
+    )
+    members = list_members(session, actor=actor, organization=organization, users=rows)
+    return Page([view(m) for m in members], next_cursor)
+
+
+def view(member: Member) -> View:
+    last_login = member.user.last_login_at
+    return {
+        "id": member.user.id,
+        "email": member.user.email,
+        "org_role": member.org_role.value,
+        "roles": {env: role_value(role) for env, role in member.roles.items()},
+        "totp": member.user.totp_secret is not None,
+        "created_at": member.user.created_at.isoformat(),
+        "last_login_at": last_login.isoformat() if last_login else None,
+    }
+
+
+def role_change_view(change: RoleChange) -> View:
+    return {
+        "email": change.user.email,
+        "environment": change.environment.name,
+        "role": role_value(change.role),
+        "previous_role": role_value(change.previous),
+        "gained": change.gained,
+        "lost": change.lost,
+    }
+
+
 def members_query(organization: Organization) -> sa.Select[User]:
     return sa.select(User).join(Membership).where(Membership.organization_id == organization.id)
 
 
-def list_members(
-    session: Session, *, actor: Actor, organization: Organization, users: Sequence[User] | None = None
-) -> list[Member]:
-    """``users`` (one page, all members of the organization when None) with their roles."""
+def list_members(session: Session, *, actor: Actor, organization: Organization, users: Sequence[User]) -> list[Member]:
+    """``users`` (members of ``organization``: one page) with their roles."""
     authz.require_org(session, actor, Permission.USERS_READ, organization.id)
-    if users is None:
-        users = session.scalars(members_query(organization).order_by(User.created_at, User.id)).all()
     ids = [u.id for u in users]
     memberships = session.execute(
         sa.select(Membership.user_id, Membership.role).where(
@@ -271,7 +313,7 @@ def set_env_role(
             organization_id=environment.organization_id,
             subject_type="user",
             subject_id=user.email,
-            summary={"environment": environment.name, "role": [_value(previous), _value(role)], **diff},
+            summary={"environment": environment.name, "role": [role_value(previous), role_value(role)], **diff},
         )
     return RoleChange(user, environment, previous, role, diff["gained"], diff["lost"])
 
@@ -283,5 +325,6 @@ def _member(session: Session, organization: Organization, email: str) -> Member:
     return list_members(session, actor=CLI, organization=organization, users=[user])[0]
 
 
-def _value(role: EnvRole | None) -> str | None:
+def role_value(role: OrgRole | EnvRole | None) -> str | None:
+    """A role as the wire and the audit trail spell it (None: no role)."""
     return role.value if role else None

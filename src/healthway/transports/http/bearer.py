@@ -10,8 +10,7 @@ from healthway.domain.messages import check_text
 from healthway.errors import InvalidRequest, InvalidToken
 from healthway.runtime import Healthway
 from healthway.services import access_tokens
-from healthway.services.access_tokens import Grant
-from healthway.storage.models import Source
+from healthway.services.access_tokens import Grant, SendingSource
 
 SOURCE_HEADERS = ("healthway-source-id", "redox-source-id")  # the second is Redox's name, accepted as an alias
 
@@ -19,7 +18,7 @@ SOURCE_HEADERS = ("healthway-source-id", "redox-source-id")  # the second is Red
 @dataclass(frozen=True)
 class Caller:
     grant: Grant
-    source: Source
+    source: SendingSource
 
 
 def bearer_token(request: Request) -> str:

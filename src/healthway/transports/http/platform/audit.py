@@ -7,19 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from healthway.domain.permissions import Permission
-from healthway.errors import InvalidRequest
-from healthway.services import audit, authz
-from healthway.storage.pagination import decode_cursor, encode_cursor
-from healthway.transports.account_views import audit_event_view
-from healthway.transports.http.platform.deps import (
-    ActorDep,
-    Cursor,
-    HealthwayDep,
-    Limit,
-    OrganizationParam,
-    caller_organization,
-)
+from healthway.services import audit
+from healthway.transports.http.platform.deps import ActorDep, Cursor, HealthwayDep, Limit, OrganizationParam, listing
 
 router = APIRouter(tags=["audit"])
 Time = Annotated[datetime | None, Query(description="ISO 8601; without a zone it is UTC")]
@@ -38,33 +27,12 @@ def list_audit_events(
     cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Events with ``since <= occurred_at < until``, newest first."""
+    filters = audit.EventFilter(actor=actor_filter, action=action, since=_utc(since), until=_utc(until))
     with hw.db.session() as session:
-        org = caller_organization(session, actor, organization)
-        authz.require_org(session, actor, Permission.AUDIT_READ, org.id)
-        events = audit.list_events(
-            session,
-            organization_id=org.id,
-            actor=actor_filter,
-            action=action,
-            since=_utc(since),
-            until=_utc(until),
-            before_id=_before_id(cursor),
-            limit=limit + 1,
+        page = audit.list_page(
+            session, actor=actor, organization_id=organization, filters=filters, cursor=cursor, limit=limit
         )
-        more = len(events) > limit
-        events = events[:limit]
-        next_cursor = encode_cursor(events[-1].occurred_at, str(events[-1].id)) if more else None
-        return {"audit_events": [audit_event_view(e) for e in events], "next_cursor": next_cursor}
-
-
-def _before_id(cursor: str | None) -> int | None:
-    """Event ids grow with time, so the id alone orders and pages the trail."""
-    if not cursor:
-        return None
-    _, event_id = decode_cursor(cursor)
-    if not event_id.isdigit():
-        raise InvalidRequest("invalid cursor")
-    return int(event_id)
+        return listing("audit_events", page)
 
 
 def _utc(value: datetime | None) -> datetime | None:

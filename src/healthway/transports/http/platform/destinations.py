@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 
-from healthway.domain.actors import Actor
 from healthway.domain.permissions import Permission
-from healthway.errors import NotFound
-from healthway.services import authz, deliveries, destinations
-from healthway.storage.models import Destination, Environment
+from healthway.services import callers, deliveries, destinations
+from healthway.services.paging import EnvironmentScope
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
+    EnvironmentFilter,
     HealthwayDep,
     Limit,
     OrganizationParam,
-    caller_environment,
-    environment_page,
+    listing,
 )
 
 router = APIRouter(tags=["destinations"])
@@ -67,25 +64,15 @@ class DestinationCreate(BaseModel):
 def list_destinations(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
+    environment: EnvironmentFilter = None,
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
+    scope = EnvironmentScope(organization, environment)
     with hw.db.session() as session:
-        envs, rows, next_cursor = environment_page(
-            session,
-            actor,
-            organization_id=organization,
-            environment=environment,
-            permission=Permission.DESTINATIONS_READ,
-            query_for=destinations.in_environments,
-            model=Destination,
-            cursor=cursor,
-            limit=limit,
-        )
-        views = [destinations.view(d, envs[d.environment_id]) for d in rows]
-        return {"destinations": views, "next_cursor": next_cursor}
+        page = destinations.list_page(session, actor=actor, scope=scope, cursor=cursor, limit=limit)
+        return listing("destinations", page)
 
 
 @router.post("/destinations", status_code=201)
@@ -96,7 +83,7 @@ def create_destination(
     flat = body.model_dump(exclude={"environment", "name", "kind", "config"}, exclude_none=True)
     config = (body.config or {}) | flat
     with hw.db.session() as session:
-        env = caller_environment(session, actor, organization, body.environment)
+        env = callers.environment(session, actor, organization, body.environment)
         destination, secret = destinations.create(
             session,
             actor=actor,
@@ -112,7 +99,9 @@ def create_destination(
 @router.get("/destinations/{destination_id}")
 def get_destination(destination_id: str, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     with hw.db.session() as session:
-        destination, env = _visible(session, actor, destination_id, Permission.DESTINATIONS_READ)
+        destination, env = destinations.visible(
+            session, actor=actor, destination_id=destination_id, permission=Permission.DESTINATIONS_READ
+        )
         return destinations.view(destination, env)
 
 
@@ -124,7 +113,9 @@ class Switch(BaseModel):
 def update_destination(destination_id: str, body: Switch, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     """``{"enabled": false}`` pauses a destination (its deliveries wait); ``true`` resumes it at once."""
     with hw.db.session() as session:
-        destination, env = _visible(session, actor, destination_id, Permission.DESTINATIONS_WRITE)
+        destination, env = destinations.visible(
+            session, actor=actor, destination_id=destination_id, permission=Permission.DESTINATIONS_WRITE
+        )
         destinations.set_enabled(
             session, actor=actor, destination=destination, environment=env, enabled=body.enabled, now=hw.clock()
         )
@@ -136,15 +127,7 @@ def update_destination(destination_id: str, body: Switch, hw: HealthwayDep, acto
 @router.delete("/destinations/{destination_id}", status_code=204)
 def delete_destination(destination_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
     with hw.db.session() as session:
-        destination, env = _visible(session, actor, destination_id, Permission.DESTINATIONS_WRITE)
+        destination, env = destinations.visible(
+            session, actor=actor, destination_id=destination_id, permission=Permission.DESTINATIONS_WRITE
+        )
         destinations.delete(session, actor=actor, destination=destination, environment=env)
-
-
-def _visible(
-    session: Session, actor: Actor, destination_id: str, permission: Permission
-) -> tuple[Destination, Environment]:
-    found = destinations.find(session, destination_id)
-    if found is None:
-        raise NotFound("destination not found")
-    authz.require_env(session, actor, permission, found[1])
-    return found

@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from healthway.services import invitations
-from healthway.transports.account_views import invitation_view
-from healthway.transports.http.platform.deps import ActorDep, HealthwayDep
+from healthway.transports.http.platform.deps import ActorDep, HealthwayDep, listing
 
 router = APIRouter(tags=["invitations"])
 
@@ -17,8 +16,7 @@ router = APIRouter(tags=["invitations"])
 def list_invitations(hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     """Invitations made to the caller and not yet answered."""
     with hw.db.read_session() as session:
-        pending = invitations.pending_for(session, actor=actor)
-        return {"invitations": [invitation_view(p) for p in pending], "next_cursor": None}
+        return listing("invitations", invitations.list_page(session, actor=actor))
 
 
 @router.post("/invitations/{invitation_id}/accept")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
-from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
 from healthway.services import legacy_keys, sources
+from healthway.services.paging import EnvironmentScope
 from healthway.transports.http.platform.deps import (
     ActorDep,
+    EnvironmentFilter,
     HealthwayDep,
     OrganizationParam,
-    readable_environments,
+    listing,
 )
 
 router = APIRouter(tags=["legacy keys"])
@@ -45,13 +46,10 @@ def rotate_legacy_secret(api_key: str, hw: HealthwayDep, actor: ActorDep) -> dic
 def list_legacy_keys(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
+    environment: EnvironmentFilter = None,
     organization: OrganizationParam = None,
 ) -> dict[str, Any]:
     """Sources that still hold a legacy key, with when each was last used: an empty list means migrated."""
+    scope = EnvironmentScope(organization, environment)
     with hw.db.session() as session:
-        envs = readable_environments(
-            session, actor, organization_id=organization, environment=environment, permission=Permission.KEYS_READ
-        )
-        rows = [row for env in envs for row in legacy_keys.legacy_sources(session, actor=actor, environment=env)]
-        return {"legacy_keys": [legacy_keys.view(key, source) for source, key in rows], "next_cursor": None}
+        return listing("legacy_keys", legacy_keys.list_page(session, actor=actor, scope=scope))

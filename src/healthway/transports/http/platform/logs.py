@@ -7,16 +7,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from healthway.services import logs, organizations
+from healthway.services import logs
+from healthway.services.paging import EnvironmentScope
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
+    EnvironmentFilter,
     HealthwayDep,
     Limit,
     OrganizationParam,
-    caller_organization,
+    listing,
 )
-from healthway.transports.views import log_views
 
 router = APIRouter(tags=["logs"])
 
@@ -25,7 +26,7 @@ router = APIRouter(tags=["logs"])
 def list_logs(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
+    environment: EnvironmentFilter = None,
     source: str | None = None,
     transport: str | None = Query(None, pattern="^(http|mllp|sftp)$"),
     data_model: str | None = None,
@@ -41,17 +42,10 @@ def list_logs(
 ) -> dict[str, Any]:
     """Logs, newest first, without payloads."""
     filters = logs.LogFilter(source, transport, data_model, event_type, status, since, until, q, message_type)
+    scope = EnvironmentScope(organization, environment)
     with hw.db.read_session() as session:
-        org = caller_organization(session, actor, organization)
-        envs = (
-            [organizations.environment(session, org.id, environment)]
-            if environment
-            else organizations.environments(session, org.id)
-        )
-        rows, next_cursor = logs.list_logs(
-            session, actor=actor, environments=envs, filters=filters, cursor=cursor, limit=limit
-        )
-        return {"logs": log_views(session, rows, {e.id: e for e in envs}), "next_cursor": next_cursor}
+        page = logs.list_page(session, actor=actor, scope=scope, filters=filters, cursor=cursor, limit=limit)
+        return listing("logs", page)
 
 
 @router.get("/logs/counts")
@@ -60,16 +54,11 @@ def count_logs(
 ) -> dict[str, Any]:
     """How many logs of ``environment`` are in each status."""
     with hw.db.read_session() as session:
-        env = organizations.environment(session, caller_organization(session, actor, organization).id, environment)
-        return {"environment": env.name, "counts": logs.count_by_status(session, actor=actor, environment=env)}
+        return logs.counts(session, actor=actor, organization_id=organization, environment=environment)
 
 
 @router.get("/logs/{log_id}")
 def get_log(log_id: str, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     """One log; ``payload`` is included only for roles that may read it there (and that read is audited)."""
     with hw.db.session() as session:
-        log, environment = logs.get(session, actor=actor, log_id=log_id)
-        view = log_views(session, [log], {environment.id: environment})[0]
-        if logs.may_read_payload(session, actor, environment):
-            view |= logs.payload_fields(logs.read_payload(session, actor=actor, log=log, environment=environment))
-        return view
+        return logs.detail(session, actor=actor, log_id=log_id)

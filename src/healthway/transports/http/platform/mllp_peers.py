@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from healthway.domain.permissions import Permission
-from healthway.errors import NotFound
 from healthway.services import mllp_peers, sources
-from healthway.storage.models import MllpPeer
+from healthway.services.paging import EnvironmentScope
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
+    EnvironmentFilter,
     HealthwayDep,
     Limit,
     OrganizationParam,
-    environment_page,
+    listing,
 )
 
 router = APIRouter(tags=["mllp-peers"])
@@ -35,33 +35,23 @@ class PeerCreate(BaseModel):
 def list_peers(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
+    environment: EnvironmentFilter = None,
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
+    scope = EnvironmentScope(organization, environment)
     with hw.db.session() as session:
-        envs, rows, next_cursor = environment_page(
-            session,
-            actor,
-            organization_id=organization,
-            environment=environment,
-            permission=Permission.SOURCES_READ,
-            query_for=mllp_peers.in_environments,
-            model=MllpPeer,
-            cursor=cursor,
-            limit=limit,
-        )
-        return {"mllp_peers": mllp_peers.views(session, rows, envs), "next_cursor": next_cursor}
+        page = mllp_peers.list_page(session, actor=actor, scope=scope, cursor=cursor, limit=limit)
+        return listing("mllp_peers", page)
 
 
 @router.post("/mllp-peers", status_code=201)
 def add_peer(body: PeerCreate, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     with hw.db.session() as session:
-        found = sources.find(session, body.source_id)
-        if found is None:
-            raise NotFound("source not found")
-        source, env = found
+        source, env = sources.visible(
+            session, actor=actor, source_id=body.source_id, permission=Permission.SOURCES_WRITE
+        )
         peer = mllp_peers.add(
             session,
             actor=actor,
@@ -76,8 +66,5 @@ def add_peer(body: PeerCreate, hw: HealthwayDep, actor: ActorDep) -> dict[str, A
 @router.delete("/mllp-peers/{peer_id}", status_code=204)
 def remove_peer(peer_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
     with hw.db.session() as session:
-        found = mllp_peers.find(session, peer_id)
-        if found is None:
-            raise NotFound("MLLP peer not found")
-        peer, env = found
+        peer, env = mllp_peers.visible(session, actor=actor, peer_id=peer_id, permission=Permission.SOURCES_WRITE)
         mllp_peers.remove(session, actor=actor, peer=peer, environment=env)

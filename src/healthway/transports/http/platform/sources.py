@@ -4,23 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from healthway.domain.permissions import Permission
-from healthway.errors import NotFound
-from healthway.services import authz, sources
-from healthway.storage.models import Source
+from healthway.services import callers, sources
+from healthway.services.paging import EnvironmentScope
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
+    EnvironmentFilter,
     HealthwayDep,
     Limit,
     OrganizationParam,
-    caller_environment,
-    environment_page,
+    listing,
 )
-from healthway.transports.views import source_view
 
 router = APIRouter(tags=["sources"])
 
@@ -38,24 +36,14 @@ class SourceUpdate(BaseModel):
 def list_sources(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
+    environment: EnvironmentFilter = None,
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
+    scope = EnvironmentScope(organization, environment)
     with hw.db.session() as session:
-        envs, rows, next_cursor = environment_page(
-            session,
-            actor,
-            organization_id=organization,
-            environment=environment,
-            permission=Permission.SOURCES_READ,
-            query_for=sources.in_environments,
-            model=Source,
-            cursor=cursor,
-            limit=limit,
-        )
-        return {"sources": [source_view(s, envs[s.environment_id]) for s in rows], "next_cursor": next_cursor}
+        return listing("sources", sources.list_page(session, actor=actor, scope=scope, cursor=cursor, limit=limit))
 
 
 @router.post("/sources", status_code=201)
@@ -63,36 +51,28 @@ def create_source(
     body: SourceCreate, hw: HealthwayDep, actor: ActorDep, organization: OrganizationParam = None
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        env = caller_environment(session, actor, organization, body.environment)
+        env = callers.environment(session, actor, organization, body.environment)
         source = sources.create(session, actor=actor, environment=env, name=body.name)
-        return source_view(source, env)
+        return sources.view(source, env)
 
 
 @router.get("/sources/{source_id}")
 def get_source(source_id: str, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     with hw.db.session() as session:
-        source, env = _visible_source(session, actor, source_id, Permission.SOURCES_READ)
-        return source_view(source, env)
+        source, env = sources.visible(session, actor=actor, source_id=source_id, permission=Permission.SOURCES_READ)
+        return sources.view(source, env)
 
 
 @router.patch("/sources/{source_id}")
 def update_source(source_id: str, body: SourceUpdate, hw: HealthwayDep, actor: ActorDep) -> dict[str, Any]:
     with hw.db.session() as session:
-        source, env = _visible_source(session, actor, source_id, Permission.SOURCES_WRITE)
+        source, env = sources.visible(session, actor=actor, source_id=source_id, permission=Permission.SOURCES_WRITE)
         sources.rename(session, actor=actor, source=source, environment=env, name=body.name)
-        return source_view(source, env)
+        return sources.view(source, env)
 
 
 @router.delete("/sources/{source_id}", status_code=204)
 def delete_source(source_id: str, hw: HealthwayDep, actor: ActorDep, force: bool = False) -> None:
     with hw.db.session() as session:
-        source, env = _visible_source(session, actor, source_id, Permission.SOURCES_WRITE)
+        source, env = sources.visible(session, actor=actor, source_id=source_id, permission=Permission.SOURCES_WRITE)
         sources.delete(session, actor=actor, source=source, environment=env, force=force)
-
-
-def _visible_source(session: Any, actor: ActorDep, source_id: str, permission: Permission) -> tuple[Source, Any]:
-    found = sources.find(session, source_id)
-    if found is None:
-        raise NotFound("source not found")
-    authz.require_env(session, actor, permission, found[1])
-    return found

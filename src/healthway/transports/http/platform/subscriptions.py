@@ -6,20 +6,19 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import AliasChoices, BaseModel, Field
-from sqlalchemy.orm import Session
 
-from healthway.domain.actors import Actor
 from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
 from healthway.services import authz, destinations, sources, subscriptions
-from healthway.storage.models import Environment, Subscription
+from healthway.services.paging import EnvironmentScope
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
+    EnvironmentFilter,
     HealthwayDep,
     Limit,
     OrganizationParam,
-    environment_page,
+    listing,
 )
 
 router = APIRouter(tags=["subscriptions"])
@@ -49,27 +48,16 @@ class SubscriptionCreate(BaseModel):
 def list_subscriptions(
     hw: HealthwayDep,
     actor: ActorDep,
-    environment: str | None = Query(None, description="Only this environment (default: every readable one)"),
+    environment: EnvironmentFilter = None,
     source: str | None = Query(default=None, description="Only this source's subscriptions"),
     organization: OrganizationParam = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
+    scope = EnvironmentScope(organization, environment)
     with hw.db.session() as session:
-        envs, rows, next_cursor = environment_page(
-            session,
-            actor,
-            organization_id=organization,
-            environment=environment,
-            permission=Permission.SUBSCRIPTIONS_READ,
-            query_for=lambda ids: subscriptions.in_environments(ids, source),
-            model=Subscription,
-            cursor=cursor,
-            limit=limit,
-        )
-        env_of = subscriptions.environment_ids(session, rows)
-        views = [subscriptions.view(s, envs[env_of[s.id]]) for s in rows]
-        return {"subscriptions": views, "next_cursor": next_cursor}
+        page = subscriptions.list_page(session, actor=actor, scope=scope, source_id=source, cursor=cursor, limit=limit)
+        return listing("subscriptions", page)
 
 
 @router.post("/subscriptions", status_code=201)
@@ -107,7 +95,9 @@ def update_subscription(
 ) -> dict[str, Any]:
     """``{"enabled": false}``: new logs are no longer routed to it (queued deliveries are still sent)."""
     with hw.db.session() as session:
-        subscription, env = _writable(session, actor, subscription_id)
+        subscription, env = subscriptions.visible(
+            session, actor=actor, subscription_id=subscription_id, permission=Permission.SUBSCRIPTIONS_WRITE
+        )
         subscriptions.set_enabled(
             session, actor=actor, subscription=subscription, environment=env, enabled=body.enabled
         )
@@ -117,13 +107,7 @@ def update_subscription(
 @router.delete("/subscriptions/{subscription_id}", status_code=204)
 def delete_subscription(subscription_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
     with hw.db.session() as session:
-        subscription, env = _writable(session, actor, subscription_id)
+        subscription, env = subscriptions.visible(
+            session, actor=actor, subscription_id=subscription_id, permission=Permission.SUBSCRIPTIONS_WRITE
+        )
         subscriptions.delete(session, actor=actor, subscription=subscription, environment=env)
-
-
-def _writable(session: Session, actor: Actor, subscription_id: str) -> tuple[Subscription, Environment]:
-    found = subscriptions.find(session, subscription_id)
-    if found is None:
-        raise NotFound("subscription not found")
-    authz.require_env(session, actor, Permission.SUBSCRIPTIONS_WRITE, found[1])
-    return found

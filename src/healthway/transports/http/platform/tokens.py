@@ -15,24 +15,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from healthway.domain.actors import Actor, ActorType
-from healthway.errors import InvalidRequest, Unauthenticated
+from healthway.errors import Unauthenticated
 from healthway.runtime import Healthway
-from healthway.services import login, organizations, tokens, users
-from healthway.storage.models import PersonalAccessToken, User
-from healthway.storage.pagination import page
-from healthway.transports.account_views import token_view
+from healthway.services import login, tokens, users
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
     HealthwayDep,
     Limit,
     OrganizationParam,
-    caller_organization,
     current_actor,
+    listing,
 )
 
 router = APIRouter(tags=["tokens"])
@@ -58,44 +54,21 @@ async def create_token(
     body = body or TokenCreate()
     requested = body.organization or organization
     actor = await _authenticate(hw, request, requested)
-    row, token = await run_in_threadpool(_issue, hw, actor, body.name, requested)
+    created = await run_in_threadpool(_issue, hw, actor, body.name, requested)
     response.headers["Cache-Control"] = "no-store"
-    return {"token": token, "name": row.name, "id": row.id, "organization_id": row.organization_id}
+    return created
 
 
-def _issue(hw: Healthway, actor: Actor, name: str, requested: str | None) -> tuple[PersonalAccessToken, str]:
+def _issue(hw: Healthway, actor: Actor, name: str, requested: str | None) -> dict[str, Any]:
     with hw.db.session() as session:
-        user = session.get(User, actor.id)
-        assert user is not None
-        organization_id = _token_organization(session, actor, requested)
-        return tokens.issue(session, actor=actor, user=user, name=name, organization_id=organization_id)
-
-
-def _token_organization(session: Session, actor: Actor, requested: str | None) -> str | None:
-    """A token made with a bound token stays in its organization; else the one named, or the user's only one."""
-    if actor.organization_id is not None or requested:
-        return caller_organization(session, actor, requested).id
-    memberships = organizations.memberships_of(session, actor)
-    if len(memberships) > 1:
-        raise InvalidRequest('you belong to several organizations; name one with "organization"')
-    return next(iter(memberships), None)
+        return tokens.issue_own(session, actor=actor, name=name, organization_id=requested)
 
 
 @router.get("/tokens")
 def list_tokens(hw: HealthwayDep, actor: ActorDep, limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
     """The caller's own active tokens; never their values."""
     with hw.db.session() as session:
-        user = session.get(User, actor.id)
-        assert user is not None
-        rows, next_cursor = page(
-            session,
-            tokens.active_of(user),
-            created_at=PersonalAccessToken.created_at,
-            row_id=PersonalAccessToken.id,
-            cursor=cursor,
-            limit=limit,
-        )
-        return {"tokens": [token_view(t) for t in rows], "next_cursor": next_cursor}
+        return listing("tokens", tokens.list_page(session, actor=actor, cursor=cursor, limit=limit))
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
@@ -162,6 +135,4 @@ async def change_password(request: Request, hw: HealthwayDep, body: PasswordChan
 
 def _set_password(hw: Healthway, actor: Actor, password: str) -> None:
     with hw.db.session() as session:
-        user = session.get(User, actor.id)
-        assert user is not None
-        users.set_password(session, actor=actor, user=user, password=password)
+        users.set_own_password(session, actor=actor, password=password)

@@ -7,19 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from healthway.domain.permissions import EnvRole, OrgRole, Permission
-from healthway.services import authz, invitations, organizations, users
-from healthway.storage.models import User
-from healthway.storage.pagination import page
-from healthway.transports.account_views import invitation_view, role_change_view, user_view
-from healthway.transports.http.platform.deps import (
-    ActorDep,
-    Cursor,
-    HealthwayDep,
-    Limit,
-    OrganizationParam,
-    caller_organization,
-)
+from healthway.domain.permissions import EnvRole, OrgRole
+from healthway.services import callers, invitations, users
+from healthway.transports.http.platform.deps import ActorDep, Cursor, HealthwayDep, Limit, OrganizationParam, listing
 
 router = APIRouter(tags=["users"])
 
@@ -38,18 +28,8 @@ def list_users(
     hw: HealthwayDep, actor: ActorDep, organization: OrganizationParam = None, limit: Limit = 100, cursor: Cursor = None
 ) -> dict[str, Any]:
     with hw.db.session() as session:
-        org = caller_organization(session, actor, organization)
-        authz.require_org(session, actor, Permission.USERS_READ, org.id)
-        rows, next_cursor = page(
-            session,
-            users.members_query(org),
-            created_at=User.created_at,
-            row_id=User.id,
-            cursor=cursor,
-            limit=limit,
-        )
-        members = users.list_members(session, actor=actor, organization=org, users=rows)
-        return {"users": [user_view(m) for m in members], "next_cursor": next_cursor}
+        page = users.list_page(session, actor=actor, organization_id=organization, cursor=cursor, limit=limit)
+        return listing("users", page)
 
 
 @router.post("/users", status_code=201)
@@ -59,9 +39,9 @@ def create_user(
     """Invite someone: a pending invitation they accept themselves. The answer is the same whether or not the
     address has an account (and never holds a password)."""
     with hw.db.session() as session:
-        org = caller_organization(session, actor, organization)
+        org = callers.organization(session, actor, organization)
         pending = invitations.invite(session, actor=actor, organization=org, email=body.email, org_role=body.org_role)
-        return invitation_view(pending)
+        return invitations.view(pending)
 
 
 @router.delete("/users/{email}", status_code=204)
@@ -69,7 +49,7 @@ def remove_user(email: str, hw: HealthwayDep, actor: ActorDep, organization: Org
     """End someone's membership (their roles here go, their tokens for here are revoked), or withdraw their
     pending invitation."""
     with hw.db.session() as session:
-        org = caller_organization(session, actor, organization)
+        org = callers.organization(session, actor, organization)
         if not invitations.withdraw(session, actor=actor, organization=org, email=email):
             users.remove_member(session, actor=actor, organization=org, email=email, now=hw.clock())
 
@@ -77,8 +57,8 @@ def remove_user(email: str, hw: HealthwayDep, actor: ActorDep, organization: Org
 @router.get("/users/{email}")
 def get_user(email: str, hw: HealthwayDep, actor: ActorDep, organization: OrganizationParam = None) -> dict[str, Any]:
     with hw.db.session() as session:
-        org = caller_organization(session, actor, organization)
-        return user_view(users.get_member(session, actor=actor, organization=org, email=email))
+        org = callers.organization(session, actor, organization)
+        return users.view(users.get_member(session, actor=actor, organization=org, email=email))
 
 
 @router.put("/users/{email}/roles/{environment}")
@@ -92,7 +72,6 @@ def set_role(
 ) -> dict[str, Any]:
     """Set (or with ``null`` remove) the user's role in one environment; answers what they gained and lost."""
     with hw.db.session() as session:
-        org = caller_organization(session, actor, organization)
-        env = organizations.environment(session, org.id, environment)
+        env = callers.environment(session, actor, organization, environment)
         change = users.set_env_role(session, actor=actor, environment=env, email=email, role=body.role)
-        return role_change_view(change)
+        return users.role_change_view(change)
