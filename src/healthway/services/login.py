@@ -68,6 +68,15 @@ class PasswordChecker:
 
 
 @dataclass(frozen=True)
+class Password:
+    """Password-login credentials as presented (HTTP Basic + ``Healthway-TOTP`` today)."""
+
+    email: str
+    password: str
+    totp: str | None  # the current one-time code, needed only when the user has TOTP
+
+
+@dataclass(frozen=True)
 class Attempt:
     email: str
     address: str
@@ -105,6 +114,32 @@ async def login(
     return await anyio.to_thread.run_sync(
         lambda: finish(db, attempt, ok=ok, new_hash=new_hash, now=now, allow_must_change=allow_must_change)
     )
+
+
+async def sign_in(
+    db: Database,
+    checker: PasswordChecker,
+    credentials: Password,
+    *,
+    address: str | None,
+    now: datetime,
+    organization_id: str | None = None,
+    allow_must_change: bool = False,
+) -> Actor:
+    """``login`` with ``credentials``; the user as the actor of what follows (bound to no organization: the
+    caller decides where a token made from this login acts). Raises as ``login`` does."""
+    user = await login(
+        db,
+        checker,
+        email=credentials.email,
+        password=credentials.password,
+        totp=credentials.totp,
+        address=address,
+        now=now,
+        organization_id=organization_id,
+        allow_must_change=allow_must_change,
+    )
+    return Actor(ActorType.USER, id=user.id, label=user.email, address=address)
 
 
 def begin(db: Database, *, email: str, address: str | None, now: datetime, org: str | None) -> Attempt:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from healthway.app import Healthway
-from healthway.domain.actors import Actor, ActorType
+from healthway.domain.actors import Actor
 from healthway.errors import InvalidRequest, Unauthenticated
 from healthway.services import login, organizations, tokens, users
 from healthway.storage.models import PersonalAccessToken, User
@@ -122,23 +122,19 @@ async def basic_login(
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         raise Unauthenticated("log in with HTTP Basic: your e-mail and current password")
-    email, password = _basic_credentials(credentials)
     address = request.client.host if request.client else None
-    user = await login.login(
+    return await login.sign_in(
         hw.db,
         hw.password_checker,
-        email=email,
-        password=password,
-        totp=request.headers.get(TOTP_HEADER),
+        _basic_credentials(credentials, request.headers.get(TOTP_HEADER)),
         address=address,
         now=hw.clock(),
         organization_id=organization,
         allow_must_change=allow_must_change,
     )
-    return Actor(ActorType.USER, id=user.id, label=user.email, address=address)
 
 
-def _basic_credentials(credentials: str) -> tuple[str, str]:
+def _basic_credentials(credentials: str, totp: str | None) -> login.Password:
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
@@ -146,7 +142,7 @@ def _basic_credentials(credentials: str) -> tuple[str, str]:
     email, colon, password = decoded.partition(":")
     if not colon:
         raise Unauthenticated("malformed Basic credentials")
-    return email, password
+    return login.Password(email, password, totp)
 
 
 class PasswordChange(BaseModel):
