@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import DeliveryWorker, build_worker
 from healthway.domain.outbound import OutboundPolicy
+from healthway.domain.passwords import Passwords
 from healthway.services import deliveries
 from healthway.services.group_commit import GroupCommitter
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
@@ -70,6 +71,7 @@ class Healthway:
     guard: BruteForceGuard
     jwks_fetcher: JwksFetcher
     forwarder: Forwarder
+    passwords: Passwords  # hashes human passwords (argon2id); verification goes through password_checker's pool
     password_checker: PasswordChecker
     outbound: OutboundGuard  # the outbound-address policy: destinations are checked with it when made and used
     listeners: list[Listener] = field(default_factory=list)
@@ -93,10 +95,12 @@ def build(
     clock: Clock | None = None,
     listeners: list[Listener] | None = None,
     jwks_fetcher: JwksFetcher | None = None,
+    passwords: Passwords | None = None,
     password_checker: PasswordChecker | None = None,
     resolver: Resolver | None = None,
 ) -> Healthway:
-    """``resolver`` answers every DNS question about a destination's host (tests give a fake one)."""
+    """``resolver`` answers every DNS question about a destination's host (tests give a fake one); ``passwords``
+    defaults to argon2id's recommended parameters (tests give cheap ones: ``testing.CHEAP_PASSWORDS``)."""
     db = db or Database(settings.resolved_database_url)
     rate_limiter = RateLimiter(settings.redis_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
@@ -105,6 +109,7 @@ def build(
         db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age, guard=outbound
     )
     committer = GroupCommitter(db, on_commit=_waking(worker))
+    passwords = passwords or Passwords()
     forwarder = Forwarder(timeout=settings.request_timeout, guard=outbound, max_answer_bytes=settings.http_max_bytes)
     extra: list[Listener] = [MetricsListener(settings.metrics_address, metrics)] if settings.metrics_address else []
     return Healthway(
@@ -118,7 +123,8 @@ def build(
         guard=BruteForceGuard(rate_limiter),
         jwks_fetcher=jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls),
         forwarder=forwarder,
-        password_checker=password_checker or PasswordChecker(),
+        passwords=passwords,
+        password_checker=password_checker or PasswordChecker(passwords),
         outbound=outbound,
         listeners=[committer, worker, forwarder, *extra, *(listeners or [])],
     )

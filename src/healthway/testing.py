@@ -1,5 +1,5 @@
-"""Fakes shipped for tests: a settable clock, a recording sender, client key pairs, a JWKS fetcher and a DNS
-resolver."""
+"""Fakes shipped for tests: a settable clock, a recording sender, client key pairs, a JWKS fetcher, a DNS
+resolver and cheap password hashing."""
 
 from __future__ import annotations
 
@@ -12,15 +12,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from argon2 import PasswordHasher
 from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from healthway.delivery.senders import Message, Target
 from healthway.domain.outbound import OutboundPolicy
+from healthway.domain.passwords import Passwords
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.services.jwks_fetcher import JwksUnavailable
 from healthway.services.outbound import OutboundGuard, SystemResolver
+
+CHEAP_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
+"""argon2id at its cheapest (about a hundredth of the recommended work): for ``build(passwords=...)`` and the
+CLI's ``Parts``. Its hashes verify with the real parameters too (a hash carries its own), only faster."""
 
 
 @dataclass

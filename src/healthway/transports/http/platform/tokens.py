@@ -160,4 +160,4 @@ def _set_password(hw: Healthway, actor: Actor, password: str) -> None:
     with hw.db.session() as session:
         user = session.get(User, actor.id)
         assert user is not None
-        users.set_password(session, actor=actor, user=user, password=password)
+        users.set_password(session, actor=actor, user=user, password=password, passwords=hw.passwords)
