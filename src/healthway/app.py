@@ -98,11 +98,13 @@ def build(
     passwords: Passwords | None = None,
     password_checker: PasswordChecker | None = None,
     resolver: Resolver | None = None,
+    rate_limiter: RateLimiter | None = None,
 ) -> Healthway:
     """``resolver`` answers every DNS question about a destination's host (tests give a fake one); ``passwords``
-    defaults to argon2id's recommended parameters (tests give cheap ones: ``testing.CHEAP_PASSWORDS``)."""
+    defaults to argon2id's recommended parameters (tests give cheap ones: ``testing.CHEAP_PASSWORDS``);
+    ``rate_limiter`` to sliding windows on the wall clock (tests give ``testing.FakeWindows`` on a settable one)."""
     db = db or Database(settings.resolved_database_url)
-    rate_limiter = RateLimiter(settings.redis_url)
+    rate_limiter = rate_limiter or RateLimiter(settings.redis_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
     outbound = OutboundGuard(OutboundPolicy.from_settings(settings), resolver or SystemResolver())
     worker = build_worker(
