@@ -31,7 +31,7 @@ from healthway.storage.models import (
     User,
     utcnow,
 )
-from healthway.testing import LOOPBACK_POLICY
+from healthway.testing import CHEAP_PASSWORDS, LOOPBACK_POLICY
 
 
 @dataclass
@@ -45,7 +45,9 @@ class World:
 
 def make_org(session: Session, *, name: str = "Northwind", email: str = "admin@northwind.example.org") -> World:
     # The tests log in with the owner's generated password, as the operator of `healthway init` does.
-    created = organizations.create(session, actor=CLI, name=name, owner_email=email, must_change=False)
+    created = organizations.create(
+        session, actor=CLI, name=name, owner_email=email, passwords=CHEAP_PASSWORDS, must_change=False
+    )
     admin = users.find_by_email(session, email)
     assert admin is not None and created.owner_password is not None
     _, token = tokens.create(session, user=admin, name="test", organization_id=created.organization.id)

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import build_worker
 from healthway.domain.outbound import OutboundPolicy
+from healthway.domain.passwords import Passwords
 from healthway.runtime import Clock, Healthway, Part, RateLimits, Sockets
 from healthway.services.intake import Intake
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
@@ -42,21 +43,26 @@ def build(
     parts: list[Part] | None = None,
     listeners: list[Part] | None = None,
     jwks_fetcher: JwksFetcher | None = None,
+    passwords: Passwords | None = None,
     password_checker: PasswordChecker | None = None,
     resolver: Resolver | None = None,
+    rate_limiter: RateLimiter | None = None,
     sockets: Sockets | None = None,
 ) -> Healthway:
     """Wire one node. ``parts`` are started after the built-in ones (``listeners`` is their older name, still
     accepted), and the listeners on ``sockets`` last (HTTP the very last: requests come once everything behind them
-    runs); ``resolver`` answers every DNS question about a destination's host (tests give a fake one)."""
+    runs); ``resolver`` answers every DNS question about a destination's host (tests give a fake one);
+    ``passwords`` defaults to argon2id's recommended parameters (tests give cheap ones: ``testing.CHEAP_PASSWORDS``);
+    ``rate_limiter`` to sliding windows on the wall clock (tests give ``testing.FakeWindows`` on a settable one)."""
     db = db or Database(settings.resolved_database_url)
-    rate_limiter = RateLimiter(settings.redis_url)
+    rate_limiter = rate_limiter or RateLimiter(settings.redis_url)
     clock, metrics = clock or utcnow, CollectorRegistry()
     outbound = OutboundGuard(OutboundPolicy.from_settings(settings), resolver or SystemResolver())
     worker = build_worker(
         db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age, guard=outbound
     )
     intake = Intake(db, wake=worker.wake)
+    passwords = passwords or Passwords()
     forwarder = Forwarder(timeout=settings.request_timeout, guard=outbound, max_answer_bytes=settings.http_max_bytes)
     jwks_fetcher = jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls)
     oauth = OAuthServer(
@@ -75,7 +81,8 @@ def build(
         guard=BruteForceGuard(rate_limiter),
         jwks_fetcher=jwks_fetcher,
         forwarder=forwarder,
-        password_checker=password_checker or PasswordChecker(),
+        passwords=passwords,
+        password_checker=password_checker or PasswordChecker(passwords),
         outbound=outbound,
         sockets=sockets or Sockets(),
         parts=[intake.committer, worker, forwarder, *extra, *(parts or []), *(listeners or [])],

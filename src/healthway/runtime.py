@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the container names its collaborators' types; they import n
     from prometheus_client import CollectorRegistry
 
     from healthway.delivery.requests import Forwarder
+    from healthway.domain.passwords import Passwords
     from healthway.services.intake import Intake
     from healthway.services.jwks_fetcher import JwksFetcher
     from healthway.services.login import PasswordChecker
@@ -100,6 +101,7 @@ class Healthway:
     guard: BruteForceGuard
     jwks_fetcher: JwksFetcher
     forwarder: Forwarder
+    passwords: Passwords  # hashes human passwords (argon2id); verification goes through password_checker's pool
     password_checker: PasswordChecker
     outbound: OutboundGuard  # the outbound-address policy: destinations are checked with it when made and used
     sockets: Sockets = field(default_factory=Sockets)

@@ -1,10 +1,11 @@
 """Fakes shipped for tests: the HTTP app with its node's parts running, a settable clock, a recording sender,
-client key pairs, a JWKS fetcher and a DNS resolver."""
+client key pairs, a JWKS fetcher, a DNS resolver and cheap password hashing."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,18 +13,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from argon2 import PasswordHasher
 from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
+from limits import RateLimitItem, WindowStats
 from starlette.applications import Starlette
 
 from healthway.delivery.senders import Message, Target
 from healthway.domain.outbound import OutboundPolicy
+from healthway.domain.passwords import Passwords
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.runtime import Healthway, running
 from healthway.services.jwks_fetcher import JwksUnavailable
 from healthway.services.outbound import OutboundGuard, SystemResolver
+from healthway.services.ratelimit import RateLimiter
 from healthway.transports.http.app import create_app
+
+CHEAP_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1))
+"""argon2id at its cheapest (about a hundredth of the recommended work): for ``build(passwords=...)`` and the
+CLI's ``Parts``. Its hashes verify with the real parameters too (a hash carries its own), only faster."""
 
 
 def http_app(hw: Healthway) -> Starlette:
@@ -79,6 +88,40 @@ class RecordingSender:
 
     def payloads(self, destination_id: str | None = None) -> list[bytes]:
         return [m.payload for t, m in self.sent if destination_id is None or t.id == destination_id]
+
+
+@dataclass
+class FakeWindows:
+    """Rate-limit windows (``ratelimit.Windows``) on a settable clock of epoch seconds, e.g.
+    ``FakeMonotonic(time.time())``: a key's window opens at its first hit and holds ``item.amount`` hits for
+    ``item.get_expiry()`` seconds (fixed windows: simpler than the library's sliding ones, enough for a test)."""
+
+    clock: Callable[[], float]
+    _windows: dict[str, tuple[float, int]] = field(default_factory=dict)  # key → (opened at, hits)
+
+    def _window(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> tuple[str, float, int]:
+        key, now = item.key_for(*identifiers), self.clock()
+        opened, hits = self._windows.get(key, (now, 0))
+        return (key, now, 0) if now >= opened + item.get_expiry() else (key, opened, hits)
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool:
+        key, opened, hits = self._window(item, identifiers)
+        self._windows[key] = (opened, min(hits + 1, item.amount))
+        return hits < item.amount
+
+    async def test(self, item: RateLimitItem, *identifiers: str) -> bool:
+        return self._window(item, identifiers)[2] < item.amount
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
+        _, opened, hits = self._window(item, identifiers)
+        return WindowStats(opened + item.get_expiry(), item.amount - hits)
+
+
+def settable_rate_limiter() -> tuple[RateLimiter, FakeMonotonic]:
+    """A RateLimiter on ``FakeWindows`` and the clock they keep (starting at the wall clock's now, so reset times
+    still read as real epoch seconds): ``clock.advance(seconds)`` ends a window without waiting for it."""
+    clock = FakeMonotonic(time.time())
+    return RateLimiter(windows=FakeWindows(clock), clock=clock), clock
 
 
 # -- OAuth keys: key pairs, assertions and a fake JWKS fetcher ------------------------------------------------

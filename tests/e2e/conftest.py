@@ -18,10 +18,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from healthway.cli import load_commands
+from healthway.cli import Parts, load_commands
 from healthway.errors import HealthwayError
+from healthway.testing import CHEAP_PASSWORDS
 
 HEALTHWAY = str(Path(sys.executable).parent / "healthway")
+CHEAP = Parts(passwords=CHEAP_PASSWORDS)  # what in-process commands hash passwords with
 
 
 def free_port() -> int:
@@ -51,14 +53,15 @@ class Cli:
 
     def invoke(self, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
         """``run`` in this process through typer's runner: the same command, error lines and exit codes, without
-        the second or so a new interpreter takes. Subprocess tests stay for what needs a process of its own."""
+        the second or so a new interpreter takes (and with cheap password hashing). Subprocess tests stay for what
+        needs a process of its own."""
         wanted = {**self.env, **env}
         unset: dict[str, str | None] = {k: None for k in os.environ if k.startswith("HEALTHWAY_") and k not in wanted}
         root = logging.getLogger()
         handlers, level = root.handlers[:], root.level
         try:
             with contextlib.chdir(self.cwd):
-                result = CliRunner().invoke(load_commands(), list(args), env={**wanted, **unset})
+                result = CliRunner().invoke(load_commands(), list(args), env={**wanted, **unset}, obj=CHEAP)
         finally:  # the command configured logging onto the runner's captured stderr: give the test's back
             root.handlers[:], root.level = handlers, level
         stderr, code = result.stderr, result.exit_code

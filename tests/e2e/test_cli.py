@@ -9,7 +9,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
 
+from healthway.domain.passwords import Passwords
+from healthway.storage.db import Database
+from healthway.storage.models import User
 from tests.e2e.conftest import Cli
 
 
@@ -40,6 +45,13 @@ def test_init_then_source_create_print_design_shapes(cli: Cli) -> None:
     db_file = Path(cli.env["HEALTHWAY_DATA_DIR"]) / "healthway.db"
     assert str(init["admin_password"]).encode() not in db_file.read_bytes()
     assert str(init["personal_access_token"]).encode() not in db_file.read_bytes()
+    # A real process hashes with argon2's recommended parameters (only in-process tests pass cheap ones).
+    db = Database(f"sqlite:///{db_file}")
+    with db.read_session() as session:
+        stored = session.scalars(sa.select(User.password_hash)).one()
+    db.dispose()
+    assert Passwords().verify(stored, str(init["admin_password"])) == (True, None)
+    assert not PasswordHasher().check_needs_rehash(stored)
 
 
 def test_init_with_password_file_prints_no_password(cli: Cli, tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from healthway.domain import passwords
 from healthway.domain.actors import CLI
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
@@ -37,6 +36,7 @@ from healthway.services import (
 )
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.storage.models import Destination, EnvironmentRole, Log, Membership, Organization, Source, User
+from healthway.testing import CHEAP_PASSWORDS
 from tests.factories import World, make_source
 
 P = Permission
@@ -46,8 +46,8 @@ Ids = dict[str, str]
 
 @cache
 def password_hash() -> str:
-    """argon2id is slow on purpose; hash the shared test password once per process."""
-    return passwords.hash_password(PASSWORD)
+    """Hash the shared test password once per process."""
+    return CHEAP_PASSWORDS.hash(PASSWORD)
 
 
 def make_member(
@@ -132,9 +132,11 @@ def _own_invitation(session: Session, _world: World, caller: User) -> Ids:
     """An invitation of the caller to a fresh organization (so any caller, of any organization, has one)."""
     org = session.scalar(sa.select(Organization).where(Organization.name == "Inviter"))
     if org is None:  # one inviting organization for the whole matrix: creating one hashes a password
-        org = organizations.create(session, actor=CLI, name="Inviter", owner_email="owner@inviter.example").organization
+        org = organizations.create(
+            session, actor=CLI, name="Inviter", owner_email="owner@inviter.example", passwords=CHEAP_PASSWORDS
+        ).organization
     session.execute(sa.delete(Membership).where(Membership.user_id == caller.id, Membership.organization_id == org.id))
-    pending = invitations.invite(session, actor=CLI, organization=org, email=caller.email)
+    pending = invitations.invite(session, actor=CLI, organization=org, email=caller.email, passwords=CHEAP_PASSWORDS)
     return {"invitation_id": pending.invitation.id}
 
 

@@ -19,7 +19,7 @@ from healthway.services import audit
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, utcnow
-from healthway.testing import http_app
+from healthway.testing import CHEAP_PASSWORDS, http_app
 from tests.factories import World, make_org, make_source
 from tests.integration.platform_actions import make_member
 
@@ -47,7 +47,7 @@ class Api:
 def api(db: Database) -> Iterator[Api]:
     with db.session() as session:
         world = make_org(session)
-    with TestClient(http_app(build(Settings(_env_file=None), db=db))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db, passwords=CHEAP_PASSWORDS))) as client:
         yield Api(client, db, world)
 
 

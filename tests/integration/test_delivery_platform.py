@@ -14,6 +14,7 @@ from healthway.domain.permissions import EnvRole
 from healthway.services import organizations, tokens, users
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Delivery, Membership
+from healthway.testing import CHEAP_PASSWORDS
 from tests.integration.test_intake import NEW_PATIENT, Env, make_env
 
 HL7_FILTER = {"message_types": ["ADT^*"]}
@@ -30,7 +31,9 @@ def admin(env: Env) -> dict[str, str]:
 
 def role_headers(env: Env, role: EnvRole) -> dict[str, str]:
     with env.db.session() as session:
-        user, _ = users.find_or_create(session, email=f"{role}@example.org", password="a long enough passphrase")
+        user, _ = users.find_or_create(
+            session, email=f"{role}@example.org", password="a long enough passphrase", passwords=CHEAP_PASSWORDS
+        )
         session.add(Membership(user_id=user.id, organization_id=env.world.org.id, role="member"))
         session.flush()
         users.assign_env_role(session, user=user, environment=env.world.envs["development"], role=role)
@@ -114,7 +117,9 @@ def test_roles_and_organizations_guard_destinations_and_subscriptions(env: Env) 
     engineer = role_headers(env, EnvRole.ENGINEER)
     assert env.client.post("/platform/v1/subscriptions", json=sub, headers=engineer).status_code == 201
     with env.db.session() as session:
-        other = organizations.create(session, actor=CLI, name="Other", owner_email="o@other.example.org")
+        other = organizations.create(
+            session, actor=CLI, name="Other", owner_email="o@other.example.org", passwords=CHEAP_PASSWORDS
+        )
         owner = users.find_by_email(session, "o@other.example.org")
         assert owner is not None and other.organization
         _, outsider_token = tokens.create(session, user=owner, name="t")

@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from healthway.app import build
+from healthway.services.ratelimit import RateLimiter
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Log, Source
-from healthway.testing import http_app
+from healthway.testing import http_app, settable_rate_limiter
 from tests.factories import World, make_access_token, make_org, make_source
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -45,7 +46,7 @@ class Env:
             return int(session.scalar(sa.select(sa.func.count()).select_from(Log)) or 0)
 
 
-def make_env(db: Database, **settings: Any) -> Iterator[Env]:
+def make_env(db: Database, *, rate_limiter: RateLimiter | None = None, **settings: Any) -> Iterator[Env]:
     with db.session() as session:
         world = make_org(session)
         dev = world.envs["development"]
@@ -54,7 +55,7 @@ def make_env(db: Database, **settings: Any) -> Iterator[Env]:
         ehr_token = make_access_token(session, dev, sources=[ehr])
     # Receivers in these tests listen on 127.0.0.1 over plain HTTP: the operator's opt-ins allow that.
     opt_ins = {"allow_loopback_destinations": True, "allow_http_destinations": True}
-    app = http_app(build(Settings(_env_file=None, **(opt_ins | settings)), db=db))
+    app = http_app(build(Settings(_env_file=None, **(opt_ins | settings)), db=db, rate_limiter=rate_limiter))
     with TestClient(app) as client:
         yield Env(client, db, world, ehr, lis, token, ehr_token)
 
@@ -206,7 +207,8 @@ def test_oversized_body_is_413_and_the_server_keeps_serving(db: Database) -> Non
 
 
 def test_rate_limit_per_source_then_recovery(db: Database) -> None:
-    for env in make_env(db, rate_limit_per_source="3/5 seconds"):
+    limiter, clock = settable_rate_limiter()
+    for env in make_env(db, rate_limiter=limiter, rate_limit_per_source="3/5 seconds"):
         statuses = [env.post(NEW_PATIENT).status_code for _ in range(4)]
         assert statuses == [202, 202, 202, 429]
         limited = env.post(NEW_PATIENT)
@@ -216,7 +218,9 @@ def test_rate_limit_per_source_then_recovery(db: Database) -> None:
         assert int(limited.headers["x-ratelimit-reset"]) >= int(time.time())
         # Another source is not affected.
         assert env.post(NEW_PATIENT, token=env.token, **{"Healthway-Source-Id": env.lis.id}).status_code == 202
-        time.sleep(float(limited.headers["retry-after"]) + 0.5)
+        clock.advance(int(limited.headers["retry-after"]) - 1)
+        assert env.post(NEW_PATIENT).status_code == 429  # not a second early
+        clock.advance(1)
         assert env.post(NEW_PATIENT).status_code == 202
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from healthway.services import legacy_keys, organizations, ratelimit
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import LegacyKey, Source
-from healthway.testing import http_app
+from healthway.testing import http_app, settable_rate_limiter
 from tests.factories import World, make_org, make_source
 
 SMALL = b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}}'
@@ -62,16 +61,20 @@ class Env:
         return response.status_code
 
 
-@pytest.fixture
-def env(db: Database) -> Iterator[Env]:
+def make_env(db: Database, **overrides: Any) -> Iterator[Env]:
     clock = FakeClock()
     with db.session() as session:
         world = make_org(session)
         dev = world.envs["development"]
         source, other = make_source(session, dev, "EHR"), make_source(session, dev, "LIS")
         key, secret = legacy_keys.create(session, actor=CLI, source=source, environment=dev)
-    with TestClient(http_app(build(Settings(_env_file=None), db=db, clock=clock))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db, clock=clock, **overrides))) as client:
         yield Env(client, db, clock, world, source, other, key.api_key, secret)
+
+
+@pytest.fixture
+def env(db: Database) -> Iterator[Env]:
+    yield from make_env(db)
 
 
 def test_authenticate_returns_redox_shape(env: Env) -> None:
@@ -184,16 +187,20 @@ def test_one_key_per_source_and_the_org_switch(env: Env) -> None:
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "legacy_keys_disabled"
 
 
-def test_failed_attempts_are_throttled_per_key_then_recover(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_attempts_are_throttled_per_key_then_recover(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/2 seconds"))
-    for _ in range(3):
+    limiter, windows = settable_rate_limiter()
+    for env in make_env(db, rate_limiter=limiter):
+        for _ in range(3):
+            assert env.authenticate(secret="hwsk_wrong").status_code == 401
+        throttled = env.authenticate(secret="hwsk_wrong")
+        assert throttled.status_code == 429
+        assert int(throttled.headers["retry-after"]) == 2 and throttled.headers["x-ratelimit-limit"] == "3"
+        assert env.authenticate().status_code == 200  # the right secret is never refused for failures
+        windows.advance(1)
+        assert env.authenticate(secret="hwsk_wrong").status_code == 429  # still within the window
+        windows.advance(1)
         assert env.authenticate(secret="hwsk_wrong").status_code == 401
-    throttled = env.authenticate(secret="hwsk_wrong")
-    assert throttled.status_code == 429
-    assert int(throttled.headers["retry-after"]) >= 1 and throttled.headers["x-ratelimit-limit"] == "3"
-    assert env.authenticate().status_code == 200  # the right secret is never refused for failures
-    time.sleep(int(throttled.headers["retry-after"]) + 0.5)
-    assert env.authenticate(secret="hwsk_wrong").status_code == 401
 
 
 def test_platform_api_lists_sources_still_on_legacy_keys(env: Env) -> None:

@@ -12,6 +12,7 @@ from healthway.domain.permissions import EnvRole
 from healthway.services import logs, tokens, users
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Membership
+from healthway.testing import CHEAP_PASSWORDS
 from tests.factories import make_access_token, make_log, make_org, make_source
 from tests.integration.test_intake import NEW_PATIENT, Env, make_env
 
@@ -23,7 +24,9 @@ def env(db: Database) -> Iterator[Env]:
 
 def _user_token(env: Env, email: str, environment: str, role: EnvRole | None) -> dict[str, str]:
     with env.db.session() as session:
-        user, _ = users.find_or_create(session, email=email, password="a long enough passphrase")
+        user, _ = users.find_or_create(
+            session, email=email, password="a long enough passphrase", passwords=CHEAP_PASSWORDS
+        )
         session.add(Membership(user_id=user.id, organization_id=env.world.org.id, role="member"))
         session.flush()
         users.assign_env_role(session, user=user, environment=env.world.envs[environment], role=role)

@@ -95,19 +95,20 @@ class Harness:
             return created.key.client_id
 
 
-def make_app(db: Database, clock: FakeClock, fetcher: Any = None) -> tuple[Healthway, TestClient]:
+def make_app(db: Database, clock: FakeClock, fetcher: Any = None, **overrides: Any) -> tuple[Healthway, TestClient]:
     settings = Settings(_env_file=None, public_url=PUBLIC_URL, allow_private_jwks_urls=True)
-    hw = build(settings, db=db, clock=clock, jwks_fetcher=fetcher or FakeJwksFetcher())
+    hw = build(settings, db=db, clock=clock, jwks_fetcher=fetcher or FakeJwksFetcher(), **overrides)
     app = http_app(hw)
     app.add_route("/test/whoami", whoami, methods=["GET"])
     return hw, TestClient(app, raise_server_exceptions=False)
 
 
 def make_harness(
-    db: Database, *, alg: str = "RS384", fetcher: Any = None, clock: FakeClock | None = None
+    db: Database, *, alg: str = "RS384", fetcher: Any = None, clock: FakeClock | None = None, **overrides: Any
 ) -> Iterator[Harness]:
+    """``overrides`` go to ``build``."""
     clock = clock or FakeClock(datetime.now(UTC).replace(microsecond=0))
-    hw, client = make_app(db, clock, fetcher)
+    hw, client = make_app(db, clock, fetcher, **overrides)
     pair = make_key_pair(alg)
     with db.session() as session:
         world = make_org(session)

@@ -21,7 +21,7 @@ from healthway.domain.permissions import ORG_ROLE_PERMISSIONS, EnvRole, OrgRole,
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import User
-from healthway.testing import http_app
+from healthway.testing import CHEAP_PASSWORDS, http_app
 from tests.factories import World, make_org
 from tests.integration.platform_actions import ACTIONS, PASSWORD, Action, make_member
 
@@ -75,7 +75,7 @@ def matrix(db: Database) -> Iterator[Matrix]:
                 email = f"{org_role.value}-{env_role.value if env_role else 'none'}@northwind.example.org"
                 user, token = make_member(session, world, email, org_role=org_role, env_role=env_role)
                 callers.append(Caller(org_role, env_role, user, token))
-    with TestClient(http_app(build(Settings(_env_file=None), db=db))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db, passwords=CHEAP_PASSWORDS))) as client:
         yield Matrix(db, client, world, callers)
 
 

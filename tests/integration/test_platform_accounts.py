@@ -23,7 +23,7 @@ from healthway.services import login, organizations
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import LoginFailure, User
-from healthway.testing import http_app
+from healthway.testing import CHEAP_PASSWORDS, http_app
 from tests.factories import World, make_org, make_source
 from tests.integration.platform_actions import PASSWORD, make_member
 
@@ -65,7 +65,7 @@ def api(db: Database) -> Iterator[Api]:
     clock = Clock(datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
     with db.session() as session:
         world = make_org(session)
-    with TestClient(http_app(build(Settings(_env_file=None), db=db, clock=clock))) as client:
+    with TestClient(http_app(build(Settings(_env_file=None), db=db, clock=clock, passwords=CHEAP_PASSWORDS))) as client:
         yield Api(client, db, clock, world)
 
 
@@ -153,7 +153,7 @@ def test_address_throttling_spans_accounts(api: Api) -> None:
 
 
 def _login(db: Database, email: str, password: str, address: str, now: datetime) -> User:
-    checker = login.PasswordChecker()
+    checker = login.PasswordChecker(CHEAP_PASSWORDS)
     call = login.login(db, checker, email=email, password=password, totp=None, address=address, now=now)
     return anyio.run(lambda: call)
 
@@ -192,13 +192,14 @@ def test_totp_is_required_when_enrolled(api: Api) -> None:
 
 def test_login_rehashes_an_outdated_password_hash(api: Api) -> None:
     user, _ = _member(api, "old@northwind.example.org")
-    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    # The app hashes with CHEAP_PASSWORDS' parameters (time_cost=1): a hash made with others is outdated.
+    weak = PasswordHasher(time_cost=2, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
     with api.db.session() as session:
         session.get(User, user.id).password_hash = weak  # type: ignore[union-attr]
     assert api.client.post("/platform/v1/tokens", headers=api.basic(user.email, PASSWORD)).status_code == 201
     with api.db.session() as session:
         stored = session.get(User, user.id).password_hash  # type: ignore[union-attr]
-    assert stored != weak and not PasswordHasher().check_needs_rehash(stored)
+    assert stored != weak and CHEAP_PASSWORDS.verify(stored, PASSWORD) == (True, None)
     assert api.client.post("/platform/v1/tokens", headers=api.basic(user.email, PASSWORD)).status_code == 201
 
 
@@ -386,7 +387,9 @@ def test_nothing_of_one_organization_is_visible_or_changeable_from_another(api: 
 
 def test_a_person_in_two_organizations_picks_one(api: Api) -> None:
     with api.db.session() as session:
-        other = organizations.create(session, actor=CLI, name="Lakeview", owner_email=api.world.admin.email)
+        other = organizations.create(
+            session, actor=CLI, name="Lakeview", owner_email=api.world.admin.email, passwords=CHEAP_PASSWORDS
+        )
     # The token was made in the first organization: it acts there, and nowhere else.
     assert api.client.get("/platform/v1/users", headers=api.admin).status_code == 200
     elsewhere = api.client.get("/platform/v1/users", headers=api.admin, params={"organization": other.organization.id})

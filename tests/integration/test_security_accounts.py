@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from healthway.app import build
-from healthway.domain import passwords
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole
 from healthway.errors import RateLimited, Unauthenticated
@@ -24,7 +23,7 @@ from healthway.services import login, users
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, LoginFailure, User
-from healthway.testing import http_app
+from healthway.testing import CHEAP_PASSWORDS, http_app
 from tests.factories import World, make_destination, make_log, make_org, make_source, make_subscription
 from tests.integration.platform_actions import make_member
 from tests.integration.test_platform_accounts import Clock
@@ -64,7 +63,9 @@ def make_api(db: Database, **overrides: Any) -> Iterator[Api]:
     with db.session() as session:
         world = make_org(session)
     settings = Settings(_env_file=None, allow_loopback_destinations=True, allow_http_destinations=True)
-    with TestClient(http_app(build(settings, db=db, clock=clock, **overrides))) as client:
+    with TestClient(
+        http_app(build(settings, db=db, clock=clock, **({"passwords": CHEAP_PASSWORDS} | overrides)))
+    ) as client:
         yield Api(client, db, clock, world)
 
 
@@ -107,7 +108,9 @@ def test_production_engineer_replays_only_to_destinations_the_log_went_to(api: A
 
 
 def _login(db: Database, email: str, password: str, address: str, now: datetime) -> User:
-    call = login.login(db, login.PasswordChecker(), email=email, password=password, totp=None, address=address, now=now)
+    call = login.login(
+        db, login.PasswordChecker(CHEAP_PASSWORDS), email=email, password=password, totp=None, address=address, now=now
+    )
     return anyio.run(lambda: call)
 
 
@@ -151,9 +154,9 @@ def test_passwords_are_verified_outside_the_write_transaction(db: Database) -> N
         writer.start()
         writer.join(timeout=3)
         wrote.append(not writer.is_alive())  # the write committed while the password was being checked
-        return passwords.verify_password(password_hash, password)
+        return CHEAP_PASSWORDS.verify(password_hash, password)
 
-    for api in make_api(db, password_checker=login.PasswordChecker(verify=slow_verify)):
+    for api in make_api(db, password_checker=login.PasswordChecker(CHEAP_PASSWORDS, verify=slow_verify)):
         response = api.client.post(
             "/platform/v1/tokens", headers=basic(api.world.admin.email, api.world.admin_password)
         )
@@ -237,7 +240,9 @@ def test_only_owners_grant_phi_roles_or_touch_an_owners_roles(api: Api) -> None:
 
 def test_a_generated_password_must_be_changed_before_login_works(api: Api) -> None:
     with api.db.session() as session:
-        user, generated = users.add_member(session, actor=CLI, organization=api.world.org, email="new@example.org")
+        user, generated = users.add_member(
+            session, actor=CLI, organization=api.world.org, email="new@example.org", passwords=CHEAP_PASSWORDS
+        )
     assert generated is not None
     refused = api.client.post("/platform/v1/tokens", headers=basic(user.email, generated))
     assert refused.status_code == 403

@@ -31,7 +31,7 @@ from healthway.services.deliveries import Policy
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Organization
-from healthway.testing import FakeClock, RecordingSender, http_app, loopback_guard
+from healthway.testing import CHEAP_PASSWORDS, FakeClock, RecordingSender, http_app, loopback_guard
 from tests.e2e.conftest import free_port
 from tests.factories import (
     World,
@@ -86,7 +86,7 @@ def world(db: Database) -> World:
 
 @pytest.fixture
 def hw(db: Database) -> Healthway:
-    return build(settings(), db=db)
+    return build(settings(), db=db, passwords=CHEAP_PASSWORDS)
 
 
 @pytest.fixture
@@ -228,7 +228,7 @@ def test_readyz_names_data_files_others_can_read(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'data' / 'healthway.db'}")
     db.migrate()
     (tmp_path / "data").chmod(0o755)
-    with TestClient(http_app(build(settings(), db=db))) as client:
+    with TestClient(http_app(build(settings(), db=db, passwords=CHEAP_PASSWORDS))) as client:
         ready = client.get("/readyz")
     db.dispose()
     assert ready.status_code == 200  # a warning, not an outage

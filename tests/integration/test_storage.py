@@ -24,6 +24,7 @@ from healthway.storage.models import (
     Source,
     User,
 )
+from healthway.testing import CHEAP_PASSWORDS
 from tests.factories import make_org, make_source
 
 
@@ -57,7 +58,12 @@ def test_migrate_is_idempotent_and_reaches_head(db: Database) -> None:
 def test_initialize_creates_org_environments_owner_and_roles(db: Database) -> None:
     with db.session() as session:
         created = organizations.initialize(
-            session, actor=CLI, name="Northwind", admin_email="Admin@Example.org", admin_password=None
+            session,
+            actor=CLI,
+            name="Northwind",
+            admin_email="Admin@Example.org",
+            admin_password=None,
+            passwords=CHEAP_PASSWORDS,
         )
         org_id = created.organization.id
     assert created.owner_email == "admin@example.org"
@@ -76,9 +82,13 @@ def test_initialize_creates_org_environments_owner_and_roles(db: Database) -> No
 
 def test_second_initialize_is_refused_and_changes_nothing(db: Database) -> None:
     with db.session() as session:
-        organizations.initialize(session, actor=CLI, name="A", admin_email="a@example.org", admin_password=None)
+        organizations.initialize(
+            session, actor=CLI, name="A", admin_email="a@example.org", admin_password=None, passwords=CHEAP_PASSWORDS
+        )
     with pytest.raises(AlreadyInitialized), db.session() as session:
-        organizations.initialize(session, actor=CLI, name="B", admin_email="b@example.org", admin_password=None)
+        organizations.initialize(
+            session, actor=CLI, name="B", admin_email="b@example.org", admin_password=None, passwords=CHEAP_PASSWORDS
+        )
     with db.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Organization)) == 1
         assert session.scalar(sa.select(sa.func.count()).select_from(User)) == 1

@@ -7,6 +7,7 @@ from argon2 import PasswordHasher
 
 from healthway.domain import passwords
 from healthway.errors import InvalidRequest
+from healthway.testing import CHEAP_PASSWORDS
 
 
 @pytest.mark.parametrize(
@@ -39,17 +40,34 @@ def test_the_common_list_is_shipped_and_substantial() -> None:
     assert all(p == p.lower() for p in common)
 
 
-def test_hash_is_argon2id_and_verifies() -> None:
-    stored = passwords.hash_password("a long enough passphrase")
-    assert stored.startswith("$argon2id$")
-    assert passwords.verify_password(stored, "a long enough passphrase") == (True, None)
-    assert passwords.verify_password(stored, "a long enough passphrasE") == (False, None)
-    assert passwords.verify_password("not a hash", "anything at all") == (False, None)
+REAL = passwords.Passwords()  # argon2-cffi's recommended parameters, as app.build makes it
+
+
+def test_hash_is_argon2id_with_the_recommended_parameters_and_verifies() -> None:
+    stored = REAL.hash("a long enough passphrase")
+    assert stored.startswith("$argon2id$") and not PasswordHasher().check_needs_rehash(stored)
+    assert REAL.verify(stored, "a long enough passphrase") == (True, None)
+    assert REAL.verify(stored, "a long enough passphrasE") == (False, None)
+    assert REAL.verify("not a hash", "anything at all") == (False, None)
 
 
 def test_outdated_parameters_get_a_new_hash_on_verify() -> None:
-    weak = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash("a long enough passphrase")
-    matches, new_hash = passwords.verify_password(weak, "a long enough passphrase")
+    weak = CHEAP_PASSWORDS.hash("a long enough passphrase")
+    matches, new_hash = REAL.verify(weak, "a long enough passphrase")
     assert matches and new_hash is not None and new_hash != weak
-    assert passwords.verify_password(new_hash, "a long enough passphrase") == (True, None)
-    assert passwords.verify_password(weak, "wrong passphrase here") == (False, None)  # no rehash when wrong
+    assert REAL.verify(new_hash, "a long enough passphrase") == (True, None)
+    assert REAL.verify(weak, "wrong passphrase here") == (False, None)  # no rehash when wrong
+
+
+def test_cheap_and_real_hashes_verify_with_either() -> None:
+    """Tests hash cheaply; a hash carries its parameters, so the other side verifies it all the same."""
+    cheap, real = CHEAP_PASSWORDS.hash("a long enough passphrase"), REAL.hash("a long enough passphrase")
+    assert cheap.startswith("$argon2id$v=19$m=8192,t=1,p=1$")
+    assert CHEAP_PASSWORDS.verify(cheap, "a long enough passphrase") == (True, None)
+    assert CHEAP_PASSWORDS.verify(real, "a long enough passphrase")[0]
+    assert not CHEAP_PASSWORDS.verify(real, "another passphrase")[0]
+
+
+def test_the_dummy_hash_matches_no_password_and_is_made_once() -> None:
+    assert CHEAP_PASSWORDS.dummy_hash is CHEAP_PASSWORDS.dummy_hash
+    assert CHEAP_PASSWORDS.verify(CHEAP_PASSWORDS.dummy_hash, "") == (False, None)

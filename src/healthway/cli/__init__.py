@@ -8,6 +8,7 @@ import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from healthway import logconfig
 from healthway.domain.actors import CLI
+from healthway.domain.passwords import Passwords
 from healthway.errors import ConfigurationError, HealthwayError
 from healthway.services import organizations, tokens, users
 from healthway.settings import Settings
@@ -41,6 +43,19 @@ app.add_typer(logs_app, name="logs")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 OrgOption = Annotated[str | None, typer.Option("--org", help="Organization ID (default: the only one).")]
 EnvFilter = Annotated[str | None, typer.Option("--env", help="Only this environment (default: all three)")]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The collaborators of one command beyond its database. A real run takes these defaults; a test invoking
+    the app in-process passes its own as the root context's ``obj`` (``CliRunner().invoke(app, args, obj=...)``),
+    e.g. ``testing.CHEAP_PASSWORDS``."""
+
+    passwords: Passwords = field(default_factory=Passwords)
+
+
+def parts(ctx: typer.Context) -> Parts:
+    return ctx.obj if isinstance(ctx.obj, Parts) else Parts()
 
 
 def load_settings() -> Settings:
@@ -126,6 +141,7 @@ def migrate() -> None:
 
 @app.command()
 def init(
+    ctx: typer.Context,
     admin_email: Annotated[str, typer.Option("--admin-email", help="The first administrator's e-mail.")],
     org: Annotated[str, typer.Option("--org", help="Organization name.")] = "Healthway",
     admin_password_file: Annotated[
@@ -143,7 +159,12 @@ def init(
             typer.echo("already initialized; nothing to do", err=True)
             return
         created = organizations.initialize(
-            session, actor=CLI, name=org, admin_email=admin_email, admin_password=password
+            session,
+            actor=CLI,
+            name=org,
+            admin_email=admin_email,
+            admin_password=password,
+            passwords=parts(ctx).passwords,
         )
         owner = users.find_by_email(session, created.owner_email)
         assert owner is not None

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.orm import Session
 
-from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail, read_secret_file
+from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail, parts, read_secret_file
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole
 from healthway.errors import InvalidRequest, NotFound
@@ -39,6 +39,7 @@ class RoleChoice(StrEnum):
 
 @user_app.command("create")
 def user_create(
+    ctx: typer.Context,
     email: Email,
     org_role: Annotated[OrgRole, typer.Option("--org-role", help="owner, admin or member")] = OrgRole.MEMBER,
     org: OrgOption = None,
@@ -47,7 +48,14 @@ def user_create(
     """Add a user to the organization; a new account gets a generated password, printed once."""
     with database_session() as session:
         organization = organizations.resolve(session, org)
-        user, password = users.add_member(session, actor=CLI, organization=organization, email=email, org_role=org_role)
+        user, password = users.add_member(
+            session,
+            actor=CLI,
+            organization=organization,
+            email=email,
+            passwords=parts(ctx).passwords,
+            org_role=org_role,
+        )
     result: dict[str, Any] = {"email": user.email}
     text = f"Added {user.email} as {org_role.value}"
     if password:
@@ -70,6 +78,7 @@ def user_remove(email: Email, org: OrgOption = None, as_json: JsonFlag = False) 
 
 @user_app.command("set-password")
 def user_set_password(
+    ctx: typer.Context,
     email: Email,
     password_file: Annotated[
         Path | None,
@@ -83,7 +92,7 @@ def user_set_password(
         user = users.find_by_email(session, email)
         if user is None:
             raise NotFound("no user with that e-mail")
-        generated = users.set_password(session, actor=CLI, user=user, password=password)
+        generated = users.set_password(session, actor=CLI, user=user, password=password, passwords=parts(ctx).passwords)
     result: dict[str, Any] = {"email": user.email}
     text = f"Password set for {user.email}"
     if generated:

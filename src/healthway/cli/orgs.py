@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
+from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail, parts
 from healthway.domain.actors import CLI
 from healthway.services import organizations
 
@@ -16,13 +16,16 @@ app.add_typer(org_app, name="org")
 
 @org_app.command("create")
 def org_create(
+    ctx: typer.Context,
     name: Annotated[str, typer.Option("--name")],
     owner_email: Annotated[str, typer.Option("--owner-email")],
     as_json: JsonFlag = False,
 ) -> None:
     """Another organization, with its owner (created when new, with a generated password)."""
     with database_session() as session:
-        created = organizations.create(session, actor=CLI, name=name, owner_email=owner_email)
+        created = organizations.create(
+            session, actor=CLI, name=name, owner_email=owner_email, passwords=parts(ctx).passwords
+        )
     result: dict[str, Any] = {"organization_id": created.organization.id, "owner_email": created.owner_email}
     text = f"Created organization {name!r} ({created.organization.id}), owner {created.owner_email}"
     if created.owner_password:

@@ -17,8 +17,8 @@ from healthway.services.outbound import AddressRefused, OutboundGuard
 from healthway.services.sync_requests import Answer, Route
 
 
-class TimedOut(Exception):
-    """The destination did not answer within the request timeout (→ 504)."""
+class TimedOut(TimeoutError):
+    """The destination did not answer within the request timeout (→ 504, as ``sync_requests.exchange`` says)."""
 
 
 class Forwarder:

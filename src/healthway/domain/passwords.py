@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 
 from argon2 import PasswordHasher
@@ -12,7 +12,6 @@ from healthway.errors import InvalidRequest
 
 MIN_LENGTH = 12
 MAX_LENGTH = 1024  # argon2 hashes anything, but an unbounded input is a denial-of-service lever
-_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 
 
 @cache
@@ -32,14 +31,29 @@ def check_policy(password: str) -> None:
         raise InvalidRequest("password is too common; choose another")
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+class Passwords:
+    """Hashes and verifies human passwords with argon2id; one instance per application (``app.build``).
 
+    ``hasher`` defaults to argon2-cffi's recommended parameters; tests pass cheap ones (``testing.CHEAP_PASSWORDS``).
+    A hash carries its own parameters, so it verifies with any instance; ``verify`` offers a new hash when the
+    stored one was made with parameters other than this instance's.
+    """
 
-def verify_password(password_hash: str, password: str) -> tuple[bool, str | None]:
-    """(matches, new hash when the stored one uses outdated parameters)."""
-    try:
-        _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False, None
-    return True, hash_password(password) if _hasher.check_needs_rehash(password_hash) else None
+    def __init__(self, hasher: PasswordHasher | None = None) -> None:
+        self._hasher = hasher or PasswordHasher()
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> tuple[bool, str | None]:
+        """(matches, new hash when the stored one uses other parameters)."""
+        try:
+            self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False, None
+        return True, self.hash(password) if self._hasher.check_needs_rehash(password_hash) else None
+
+    @cached_property
+    def dummy_hash(self) -> str:
+        """A hash of no one's password, verified against for unknown accounts so that they cost the same work."""
+        return self.hash("not a password anyone has: timing equalizer")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from healthway.domain import passwords
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
+from healthway.domain.passwords import Passwords
 from healthway.domain.permissions import OrgRole, Permission
 from healthway.domain.secrets import generate_password
 from healthway.errors import Conflict, NotFound
@@ -50,7 +50,13 @@ def list_page(session: Session, *, actor: Actor) -> Page[View]:
 
 
 def invite(
-    session: Session, *, actor: Actor, organization: Organization, email: str, org_role: OrgRole = OrgRole.MEMBER
+    session: Session,
+    *,
+    actor: Actor,
+    organization: Organization,
+    email: str,
+    passwords: Passwords,
+    org_role: OrgRole = OrgRole.MEMBER,
 ) -> Pending:
     """A pending invitation of ``email`` to ``organization`` (the existing one when asked twice).
 
@@ -59,7 +65,7 @@ def invite(
     authz.require_org(session, actor, Permission.USERS_INVITE, organization.id)
     if org_role is not OrgRole.MEMBER:
         authz.require_org(session, actor, Permission.ORG_ROLES_ASSIGN, organization.id)
-    user = users.find_by_email(session, users.normalize_email(email)) or _placeholder(session, email)
+    user = users.find_by_email(session, users.normalize_email(email)) or _placeholder(session, email, passwords)
     if session.get(Membership, (user.id, organization.id)) is not None:
         raise Conflict(f"{user.email} is already a member of this organization")
     invitation = session.scalar(
@@ -76,11 +82,11 @@ def invite(
     return Pending(invitation, organization, user.email)
 
 
-def _placeholder(session: Session, email: str) -> User:
+def _placeholder(session: Session, email: str, passwords: Passwords) -> User:
     """An account for a new address, with a random password nobody knows (the operator sets the first one)."""
     user = User(
         email=users.normalize_email(email),
-        password_hash=passwords.hash_password(generate_password()),
+        password_hash=passwords.hash(generate_password()),
         password_must_change=True,
     )
     session.add(user)

@@ -30,6 +30,7 @@ from healthway.domain.secrets import SecretKind, digest, has_kind, new_secret, s
 from healthway.errors import Conflict, LegacyKeysDisabled, PermissionDenied, Unauthenticated
 from healthway.services import access_tokens, audit, authz, callers
 from healthway.services.paging import EnvironmentScope, Page, View
+from healthway.storage.db import Database
 from healthway.storage.models import AccessToken, Environment, LegacyKey, Organization, RefreshToken, Source
 
 ACCESS_TTL = timedelta(hours=24)
@@ -104,6 +105,24 @@ def refresh(session: Session, *, api_key: str, refresh_token: str, now: datetime
     assert key is not None
     key.last_used_at = now
     return _issue(session, key, family_id=family_id, refresh_expires=refresh_expires, now=now)
+
+
+def exchange_secret(db: Database, *, api_key: str, secret: str, now: datetime) -> TokenPair:
+    """``authenticate`` in a unit of work of its own (``POST /auth/authenticate``)."""
+    with db.session() as session:
+        return authenticate(session, api_key=api_key, secret=secret, now=now)
+
+
+def exchange_refresh_token(db: Database, *, api_key: str, refresh_token: str, now: datetime) -> TokenPair:
+    """``refresh`` in a unit of work of its own (``POST /auth/refreshToken``). A reuse still commits: the
+    revocation of the token's family must stand although the request fails (``RefreshReuse`` is raised after)."""
+    reuse: RefreshReuse | None = None
+    with db.session() as session:
+        try:
+            return refresh(session, api_key=api_key, refresh_token=refresh_token, now=now)
+        except RefreshReuse as exc:
+            reuse = exc
+    raise reuse
 
 
 def _refresh_shaped(token: str) -> bool:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 
 import anyio
 import pyotp
@@ -32,6 +31,7 @@ from sqlalchemy.orm import Session
 from healthway.domain import passwords
 from healthway.domain.actors import Actor, ActorType
 from healthway.domain.audit import AuditAction
+from healthway.domain.passwords import Passwords
 from healthway.errors import PasswordChangeRequired, RateLimited, Unauthenticated
 from healthway.services import audit, users
 from healthway.storage.db import Database
@@ -56,15 +56,30 @@ Verify = Callable[[str, str], tuple[bool, str | None]]  # (hash, password) → (
 class PasswordChecker:
     """Verifies passwords in a bounded pool of threads: at most ``limit`` argon2 computations at once.
 
-    ``verify`` defaults to argon2id (``domain.passwords``); tests pass a slow or instrumented one.
+    ``verify`` defaults to ``passwords.verify``; tests pass a slow or instrumented one.
     """
 
-    def __init__(self, limit: int = 2, verify: Verify = passwords.verify_password) -> None:
+    def __init__(self, passwords: Passwords, limit: int = 2, verify: Verify | None = None) -> None:
         self._limiter = anyio.CapacityLimiter(limit)
-        self._verify = verify
+        self._verify = verify or passwords.verify
+        self._passwords = passwords
+
+    @property
+    def dummy_hash(self) -> str:
+        """What an unknown account's password is checked against (the same work as a known one)."""
+        return self._passwords.dummy_hash
 
     async def verify(self, password_hash: str, password: str) -> tuple[bool, str | None]:
         return await anyio.to_thread.run_sync(self._verify, password_hash, password, limiter=self._limiter)
+
+
+@dataclass(frozen=True)
+class Password:
+    """Password-login credentials as presented (HTTP Basic + ``Healthway-TOTP`` today)."""
+
+    email: str
+    password: str
+    totp: str | None  # the current one-time code, needed only when the user has TOTP
 
 
 @dataclass(frozen=True)
@@ -98,7 +113,7 @@ async def login(
     # No stored password is longer than MAX_LENGTH, so a cut one still fails, and huge inputs cost no more to hash.
     password = password[: passwords.MAX_LENGTH + 1]
     attempt = await anyio.to_thread.run_sync(
-        lambda: begin(db, email=email, address=address, now=now, org=organization_id)
+        lambda: begin(db, email=email, address=address, now=now, org=organization_id, unknown=checker.dummy_hash)
     )
     matches, new_hash = await checker.verify(attempt.password_hash, password)
     ok = matches and attempt.user_id is not None and _totp_ok(attempt.totp_secret, totp, now)
@@ -107,8 +122,35 @@ async def login(
     )
 
 
-def begin(db: Database, *, email: str, address: str | None, now: datetime, org: str | None) -> Attempt:
-    """Read what the check needs; a throttled attempt is counted (short write) and refused here."""
+async def sign_in(
+    db: Database,
+    checker: PasswordChecker,
+    credentials: Password,
+    *,
+    address: str | None,
+    now: datetime,
+    organization_id: str | None = None,
+    allow_must_change: bool = False,
+) -> Actor:
+    """``login`` with ``credentials``; the user as the actor of what follows (bound to no organization: the
+    caller decides where a token made from this login acts). Raises as ``login`` does."""
+    user = await login(
+        db,
+        checker,
+        email=credentials.email,
+        password=credentials.password,
+        totp=credentials.totp,
+        address=address,
+        now=now,
+        organization_id=organization_id,
+        allow_must_change=allow_must_change,
+    )
+    return Actor(ActorType.USER, id=user.id, label=user.email, address=address)
+
+
+def begin(db: Database, *, email: str, address: str | None, now: datetime, org: str | None, unknown: str) -> Attempt:
+    """Read what the check needs (``unknown``: the hash an unknown account is checked against); a throttled
+    attempt is counted (short write) and refused here."""
     email, address = email.strip().lower()[:320], (address or "unknown")[:64]
     with db.read_session() as session:
         user = users.find_by_email(session, email)
@@ -116,7 +158,7 @@ def begin(db: Database, *, email: str, address: str | None, now: datetime, org: 
             email,
             address,
             user.id if user else None,
-            user.password_hash if user else _dummy_hash(),
+            user.password_hash if user else unknown,
             user.totp_secret if user else None,
             _concerned(session, user, org),
         )
@@ -260,8 +302,3 @@ def _totp_ok(secret: str | None, code: str | None, now: datetime) -> bool:
     if secret is None:
         return True
     return code is not None and pyotp.TOTP(secret).verify(code.strip(), for_time=now, valid_window=1)
-
-
-@cache
-def _dummy_hash() -> str:
-    return passwords.hash_password("not a password anyone has: timing equalizer")

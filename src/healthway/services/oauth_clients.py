@@ -95,6 +95,18 @@ def _unverified(form: Mapping[str, str]) -> assertions.Unverified:
     return unverified
 
 
+def claimed_client(form: Mapping[str, str]) -> str:
+    """Who a request claims to be: its client_id, else its assertion's unverified ``iss`` (cut to 64 characters),
+    else ``"unknown"``. Never trusted: only a key for counting failed authentications."""
+    if client_id := form.get("client_id"):
+        return client_id[:64]
+    try:
+        issuer = assertions.parse(form.get("client_assertion", "")).claims.get("iss")
+    except InvalidClient:
+        return "unknown"
+    return issuer[:64] if isinstance(issuer, str) and issuer else "unknown"
+
+
 class OAuthServer:
     def __init__(
         self,

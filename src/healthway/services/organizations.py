@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.environments import EnvironmentName, parse_environment
+from healthway.domain.passwords import Passwords
 from healthway.domain.permissions import EnvRole, OrgRole, Permission
 from healthway.errors import AlreadyInitialized, InvalidRequest, NotFound, PermissionDenied
 from healthway.services import audit, authz, callers, users
@@ -115,6 +116,7 @@ def create(
     actor: Actor,
     name: str,
     owner_email: str,
+    passwords: Passwords,
     owner_password: str | None = None,
     must_change: bool = True,
 ) -> NewOrganization:
@@ -133,7 +135,9 @@ def create(
     session.flush()
     envs = [Environment(organization_id=org.id, name=e.value) for e in EnvironmentName]
     session.add_all(envs)
-    owner, password = users.find_or_create(session, email=owner_email, password=owner_password, must_change=must_change)
+    owner, password = users.find_or_create(
+        session, email=owner_email, password=owner_password, passwords=passwords, must_change=must_change
+    )
     session.add(Membership(user_id=owner.id, organization_id=org.id, role=OrgRole.OWNER.value))
     session.flush()
     for env in envs:
@@ -151,14 +155,20 @@ def create(
 
 
 def initialize(
-    session: Session, *, actor: Actor, name: str, admin_email: str, admin_password: str | None
+    session: Session, *, actor: Actor, name: str, admin_email: str, admin_password: str | None, passwords: Passwords
 ) -> NewOrganization:
     """First run only: refuses when any organization exists."""
     if is_initialized(session):
         raise AlreadyInitialized("already initialized: an organization exists (use `healthway org create` for more)")
     # The operator running init is the first admin: the password printed to them is theirs to keep.
     return create(
-        session, actor=actor, name=name, owner_email=admin_email, owner_password=admin_password, must_change=False
+        session,
+        actor=actor,
+        name=name,
+        owner_email=admin_email,
+        owner_password=admin_password,
+        passwords=passwords,
+        must_change=False,
     )
 
 

@@ -1,12 +1,17 @@
-"""Rate limits with the limits library: in memory by default, in Redis when HEALTHWAY_REDIS_URL is set."""
+"""Rate limits with the limits library: in memory by default, in Redis when HEALTHWAY_REDIS_URL is set.
+
+The library reads the wall clock itself, so the time seam is the whole window store: ``RateLimiter`` takes any
+``Windows`` (a limits strategy, or ``testing.FakeWindows`` on a settable clock) and the clock it answers with.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from typing import NoReturn
+from collections.abc import Callable
+from typing import NoReturn, Protocol
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem, WindowStats, parse
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 
@@ -23,10 +28,25 @@ def parse_limit(spec: str, setting: str) -> RateLimitItem | None:
         raise ConfigurationError(f"invalid {setting}: {spec!r} (e.g. '10000/5 minutes' or 'none')") from None
 
 
+class Windows(Protocol):
+    """What ``RateLimiter`` uses of a limits async strategy: count a hit, test, read a key's window."""
+
+    async def hit(self, item: RateLimitItem, *identifiers: str) -> bool: ...
+
+    async def test(self, item: RateLimitItem, *identifiers: str) -> bool: ...
+
+    async def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats: ...
+
+
 class RateLimiter:
-    def __init__(self, redis_url: str | None = None) -> None:
+    def __init__(
+        self, redis_url: str | None = None, *, windows: Windows | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        """Sliding windows in Redis (``redis_url``) or in memory, unless ``windows`` is given; ``clock`` (epoch
+        seconds) must be the one those windows keep time with."""
         uri = f"async+{redis_url}" if redis_url else "async+memory://"
-        self._limiter = SlidingWindowCounterRateLimiter(storage_from_string(uri))
+        self._limiter: Windows = windows or SlidingWindowCounterRateLimiter(storage_from_string(uri))
+        self._clock = clock
 
     async def hit(self, item: RateLimitItem | None, *key: str, what: str = "requests") -> None:
         """Count one hit against ``key``; raise RateLimited (with the numbers for the 429 headers) when over."""
@@ -36,7 +56,7 @@ class RateLimiter:
     async def refuse(self, item: RateLimitItem, *key: str, what: str) -> NoReturn:
         """Raise RateLimited with ``key``'s current window: when to retry, for the 429 headers."""
         stats = await self._limiter.get_window_stats(item, *key)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        retry_after = max(1, math.ceil(stats.reset_time - self._clock()))
         raise RateLimited(
             f"too many {what}; retry in {retry_after} s",
             limit=item.amount,

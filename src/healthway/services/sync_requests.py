@@ -1,18 +1,27 @@
 """Synchronous requests: a Data Model ``...Query`` or a FHIR read/search goes to the source's single matching
-destination and its answer comes back to the caller. Each one is logged with its request and response."""
+destination and its answer comes back to the caller. Each one is logged with its request and response.
+
+The use case, for any transport: ``find_route`` (404 none, 400 several), then ``exchange``: call the destination
+within the request timeout, record request and answer durably, and only then answer 502 (the destination failed)
+or 504 (it did not answer in time), or return its answer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from healthway.domain.routing import MessageFacts, matches
-from healthway.errors import InvalidRequest, NotFound
+from healthway.errors import BadGateway, GatewayTimeout, InvalidRequest, NotFound
 from healthway.services import intake
 from healthway.services.deliveries import DELIVERED, FAILED, filters_of
+from healthway.storage.db import Database
 from healthway.storage.models import Attempt, Delivery, Destination, Subscription
 
 MAX_LOGGED_RESPONSE = 256 * 1024
@@ -32,6 +41,51 @@ class Answer:
     content_type: str
     body: bytes
     detail: str
+
+
+Submit = Callable[[Callable[[Session], str]], Awaitable[str]]
+"""Runs a unit of work and returns its result once committed (the group committer's ``submit``)."""
+
+
+async def find_route(
+    db: Database, *, source_id: str, facts: MessageFacts | None, kinds: tuple[str, ...], ids: list[str] | None = None
+) -> Route:
+    """``destination_for`` in a read-only session, off the event loop."""
+
+    def read() -> Route:
+        with db.read_session() as session:
+            return destination_for(session, source_id=source_id, facts=facts, kinds=kinds, destination_ids=ids)
+
+    return await anyio.to_thread.run_sync(read)
+
+
+async def exchange(
+    call: Callable[[], Awaitable[Answer]],
+    *,
+    route: Route,
+    submission: intake.Submission,
+    within: float,
+    clock: Callable[[], datetime],
+    submit: Submit,
+) -> Answer:
+    """The destination's answer to ``call()``, recorded (committed through ``submit``) before anything is returned
+    or raised. Raises GatewayTimeout when ``call`` raised TimeoutError or did not finish within ``within``
+    seconds, BadGateway when the answer is not 2xx."""
+    started, timed_out = clock(), False
+    try:
+        answer = await asyncio.wait_for(call(), within)
+    except TimeoutError:
+        timed_out = True
+        answer = Answer(0, "", b"", f"no answer within {within:g} s")
+    finished = clock()
+    await submit(
+        lambda s: record(s, submission=submission, route=route, answer=answer, started=started, finished=finished)
+    )
+    if timed_out:
+        raise GatewayTimeout(f"the destination did not answer within {within:g} s")
+    if not 200 <= answer.status_code < 300:
+        raise BadGateway(f"the destination failed: {answer.detail}")
+    return answer
 
 
 def destination_for(

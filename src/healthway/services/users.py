@@ -10,10 +10,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from healthway.domain import passwords
 from healthway.domain.actors import CLI, Actor
 from healthway.domain.audit import AuditAction
 from healthway.domain.environments import EnvironmentName
+from healthway.domain.passwords import Passwords, check_policy
 from healthway.domain.permissions import EnvRole, OrgRole, Permission, grants_phi, permission_change
 from healthway.domain.secrets import generate_password
 from healthway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
@@ -43,7 +43,7 @@ def find_by_email(session: Session, email: str) -> User | None:
 
 
 def find_or_create(
-    session: Session, *, email: str, password: str | None, must_change: bool = True
+    session: Session, *, email: str, password: str | None, passwords: Passwords, must_change: bool = True
 ) -> tuple[User, str | None]:
     """(user, generated password). An existing user keeps their password; a new one gets ``password`` or a
     generated one, which is returned so it can be shown once. Someone other than the user sees a generated
@@ -56,10 +56,10 @@ def find_or_create(
     generated = None
     if password is None:
         password = generated = generate_password()
-    passwords.check_policy(password)
+    check_policy(password)
     user = User(
         email=email,
-        password_hash=passwords.hash_password(password),
+        password_hash=passwords.hash(password),
         password_must_change=generated is not None and must_change,
     )
     session.add(user)
@@ -67,7 +67,9 @@ def find_or_create(
     return user, generated
 
 
-def set_password(session: Session, *, actor: Actor, user: User, password: str | None) -> str | None:
+def set_password(
+    session: Session, *, actor: Actor, user: User, password: str | None, passwords: Passwords
+) -> str | None:
     """Give ``user`` a new password: the given one, or a generated one (returned to be shown once) that must be
     changed at first use. The user themself, or the operator. Clears the account's failed logins; audited."""
     if not actor.is_operator and actor.id != user.id:
@@ -75,8 +77,8 @@ def set_password(session: Session, *, actor: Actor, user: User, password: str | 
     generated = None
     if password is None:
         password = generated = generate_password()
-    passwords.check_policy(password)
-    user.password_hash = passwords.hash_password(password)
+    check_policy(password)
+    user.password_hash = passwords.hash(password)
     user.password_must_change = generated is not None
     session.execute(sa.delete(LoginFailure).where(LoginFailure.email == user.email))
     targets: list[str | None] = [*organization_ids(session, user)] or [None]
@@ -93,11 +95,11 @@ def set_password(session: Session, *, actor: Actor, user: User, password: str | 
     return generated
 
 
-def set_own_password(session: Session, *, actor: Actor, password: str) -> None:
+def set_own_password(session: Session, *, actor: Actor, password: str, passwords: Passwords) -> None:
     """The caller's own new password (the caller proved the current one: the transport's login)."""
     user = session.get(User, actor.id)
     assert user is not None
-    set_password(session, actor=actor, user=user, password=password)
+    set_password(session, actor=actor, user=user, password=password, passwords=passwords)
 
 
 def assign_env_role(session: Session, *, user: User, environment: Environment, role: EnvRole | None) -> EnvRole | None:
@@ -147,13 +149,14 @@ def add_member(
     actor: Actor,
     organization: Organization,
     email: str,
+    passwords: Passwords,
     org_role: OrgRole = OrgRole.MEMBER,
 ) -> tuple[User, str | None]:
     """The operator adds a person to ``organization`` at once: (user, generated password shown once, which must be
     changed at first use; None when they already had an account). People invite instead (services/invitations)."""
     if not actor.is_operator:
         raise PermissionDenied("only the installation's operator adds members directly; invite them instead")
-    user, password = find_or_create(session, email=email, password=None)
+    user, password = find_or_create(session, email=email, password=None, passwords=passwords)
     if session.get(Membership, (user.id, organization.id)) is not None:
         raise Conflict(f"{user.email} is already a member of this organization")
     session.add(Membership(user_id=user.id, organization_id=organization.id, role=org_role.value))

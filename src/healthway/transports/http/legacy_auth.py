@@ -18,7 +18,7 @@ from healthway.domain.messages import check_text
 from healthway.errors import HealthwayError, InvalidRequest, LegacyKeysDisabled, Unauthenticated
 from healthway.runtime import Healthway
 from healthway.services import legacy_keys
-from healthway.services.legacy_keys import RefreshReuse, TokenPair
+from healthway.services.legacy_keys import TokenPair
 from healthway.transports.http.data_wire import json_response, parse_json, read_body
 from healthway.transports.http.errors import render
 
@@ -45,24 +45,16 @@ def _pair_body(pair: TokenPair) -> dict[str, str]:
     return {"accessToken": pair.access_token, "expires": expires, "refreshToken": pair.refresh_token}
 
 
-def _exchange(hw: Healthway, work: Callable[..., TokenPair]) -> TokenPair:
-    """Run ``work(session)`` in a unit of work that commits even when a refresh-token reuse is detected."""
-    reuse: RefreshReuse | None = None
-    with hw.db.session() as session:
-        try:
-            return work(session)
-        except RefreshReuse as exc:
-            reuse = exc
-    raise reuse
+Exchange = Callable[[Healthway, str, str], TokenPair]  # (app, apiKey, secret or refresh token): one service call
 
 
-async def _handle(request: Request, names: tuple[str, str], work: Callable[..., TokenPair]) -> Response:
+async def _handle(request: Request, names: tuple[str, str], exchange: Exchange) -> Response:
     hw: Healthway = request.app.state.healthway
     address = request.client.host if request.client else "unknown"
     try:
         api_key, credential = _fields(parse_json(await read_body(request, MAX_BODY)), *names)
         try:
-            pair = await run_in_threadpool(_exchange, hw, lambda s: work(s, api_key, credential, hw.clock()))
+            pair = await run_in_threadpool(exchange, hw, api_key, credential)
         except LegacyKeysDisabled:
             raise  # the credentials were right
         except Unauthenticated:
@@ -78,7 +70,7 @@ async def authenticate(request: Request) -> Response:
     return await _handle(
         request,
         ("apiKey", "secret"),
-        lambda s, key, secret, now: legacy_keys.authenticate(s, api_key=key, secret=secret, now=now),
+        lambda hw, key, secret: legacy_keys.exchange_secret(hw.db, api_key=key, secret=secret, now=hw.clock()),
     )
 
 
@@ -86,7 +78,9 @@ async def refresh_token(request: Request) -> Response:
     return await _handle(
         request,
         ("apiKey", "refreshToken"),
-        lambda s, key, token, now: legacy_keys.refresh(s, api_key=key, refresh_token=token, now=now),
+        lambda hw, key, token: legacy_keys.exchange_refresh_token(
+            hw.db, api_key=key, refresh_token=token, now=hw.clock()
+        ),
     )
 
 

@@ -8,7 +8,6 @@ orjson with ``Cache-Control: no-store``. Errors are ``OAuthError``s, rendered as
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -22,7 +21,7 @@ from healthway.domain import jwk, scopes
 from healthway.domain.messages import ContentType
 from healthway.errors import InvalidClient, OAuthInvalidRequest, RateLimited
 from healthway.runtime import Healthway
-from healthway.services.oauth_clients import OAuthServer
+from healthway.services.oauth_clients import OAuthServer, claimed_client
 from healthway.transports.http.errors import rate_limit_headers
 
 MAX_FORM_BYTES = 64 * 1024
@@ -71,21 +70,6 @@ def _server(request: Request) -> OAuthServer:
     return hw.oauth
 
 
-def _claimed_client(form: dict[str, str]) -> str:
-    """Who the assertion claims to be (its unverified ``iss``), only as a key for counting failures."""
-    if client_id := form.get("client_id"):
-        return client_id[:64]
-    parts = form.get("client_assertion", "").split(".")
-    try:
-        claims = (
-            orjson.loads(base64.urlsafe_b64decode(parts[1] + "==")) if len(parts) == 3 and len(parts[1]) < 8192 else {}
-        )
-    except (ValueError, orjson.JSONDecodeError):
-        claims = {}
-    issuer = claims.get("iss") if isinstance(claims, dict) else None
-    return issuer[:64] if isinstance(issuer, str) else "unknown"
-
-
 async def token(request: Request) -> Response:
     """Failed client authentications are counted per (claimed client, address) and per address; only a failure
     is ever refused for them (429), never a request whose assertion verifies (``BruteForceGuard``)."""
@@ -95,7 +79,7 @@ async def token(request: Request) -> Response:
         body = await _server(request).token(form, address=_address(request))
     except InvalidClient:
         try:
-            await hw.guard.failed(key=_claimed_client(form), address=_address(request) or "unknown")
+            await hw.guard.failed(key=claimed_client(form), address=_address(request) or "unknown")
         except RateLimited as exc:
             body = {"error": "rate_limited", "error_description": exc.message}
             return json_response(body, 429, headers=NO_STORE | rate_limit_headers(exc))

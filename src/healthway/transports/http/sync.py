@@ -6,20 +6,17 @@ did not answer within HEALTHWAY_REQUEST_TIMEOUT. Each request is logged with its
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from healthway.delivery.requests import TimedOut
 from healthway.domain import scopes
 from healthway.domain.messages import ContentType, DataModelMeta
 from healthway.domain.routing import MessageFacts
-from healthway.errors import BadGateway, GatewayTimeout, HealthwayError, InvalidRequest
+from healthway.errors import HealthwayError, InvalidRequest
 from healthway.runtime import Healthway
 from healthway.services import sync_requests
 from healthway.services.intake import Submission
@@ -31,27 +28,18 @@ RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR's id datatype
 
 
-async def _exchange(
+def _exchange(
     hw: Healthway, route: sync_requests.Route, sub: Submission, call: Callable[[], Awaitable[Answer]]
-) -> Answer:
-    """Call the destination within the request timeout, log request and answer, raise 502/504 on failure."""
-    started, timed_out = hw.clock(), False
-    try:
-        answer = await asyncio.wait_for(call(), hw.settings.request_timeout)
-    except (TimedOut, TimeoutError):
-        timed_out = True
-        answer = Answer(0, "", b"", f"no answer within {hw.settings.request_timeout:g} s")
-    finished = hw.clock()
-    await hw.intake.commit(
-        lambda s: sync_requests.record(
-            s, submission=sub, route=route, answer=answer, started=started, finished=finished
-        )
+) -> Awaitable[Answer]:
+    """``sync_requests.exchange`` with this app's request timeout, clock and writer."""
+    return sync_requests.exchange(
+        call,
+        route=route,
+        submission=sub,
+        within=hw.settings.request_timeout,
+        clock=hw.clock,
+        submit=hw.intake.commit,
     )
-    if timed_out:
-        raise GatewayTimeout(f"the destination did not answer within {hw.settings.request_timeout:g} s")
-    if not 200 <= answer.status_code < 300:
-        raise BadGateway(f"the destination failed: {answer.detail}")
-    return answer
 
 
 async def data_model_query(
@@ -59,7 +47,9 @@ async def data_model_query(
 ) -> Response:
     """A Data Model ``...Query`` goes to the single matching webhook destination; its answer is the response."""
     facts = MessageFacts(meta.data_model, meta.event_type, None)
-    route = await run_in_threadpool(_route, hw, caller.source.id, facts, ("webhook",), meta.destination_ids)
+    route = await sync_requests.find_route(
+        hw.db, source_id=caller.source.id, facts=facts, kinds=("webhook",), ids=meta.destination_ids
+    )
     sub = data_wire.submission(
         hw,
         caller,
@@ -82,15 +72,6 @@ async def data_model_query(
     return Response(answer.body, status_code=200, media_type=answer.content_type or ContentType.JSON)
 
 
-def _route(
-    hw: Healthway, source_id: str, facts: MessageFacts | None, kinds: tuple[str, ...], ids: list[str] | None
-) -> sync_requests.Route:
-    with hw.db.read_session() as session:
-        return sync_requests.destination_for(
-            session, source_id=source_id, facts=facts, kinds=kinds, destination_ids=ids
-        )
-
-
 async def fhir_read(request: Request) -> Response:
     """``GET /fhir/R4/{type}[/{id}]``: proxied to the source's FHIR destination; errors are OperationOutcomes."""
     try:
@@ -100,7 +81,7 @@ async def fhir_read(request: Request) -> Response:
             raise InvalidRequest("not a FHIR resource type or id")
         caller.grant.require(scopes.for_fhir_read(resource_type, search=resource_id is None))
         path = f"{resource_type}/{resource_id}" if resource_id else resource_type
-        route = await run_in_threadpool(_route, hw, caller.source.id, None, ("fhir",), None)
+        route = await sync_requests.find_route(hw.db, source_id=caller.source.id, facts=None, kinds=("fhir",))
         params = dict(request.query_params)
         line = f"GET {path}" + (f"?{request.url.query}" if request.url.query else "")
         sub = data_wire.submission(

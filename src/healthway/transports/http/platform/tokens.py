@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from healthway.domain.actors import Actor, ActorType
+from healthway.domain.actors import Actor
 from healthway.errors import Unauthenticated
 from healthway.runtime import Healthway
 from healthway.services import login, tokens, users
@@ -95,23 +95,19 @@ async def basic_login(
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         raise Unauthenticated("log in with HTTP Basic: your e-mail and current password")
-    email, password = _basic_credentials(credentials)
     address = request.client.host if request.client else None
-    user = await login.login(
+    return await login.sign_in(
         hw.db,
         hw.password_checker,
-        email=email,
-        password=password,
-        totp=request.headers.get(TOTP_HEADER),
+        _basic_credentials(credentials, request.headers.get(TOTP_HEADER)),
         address=address,
         now=hw.clock(),
         organization_id=organization,
         allow_must_change=allow_must_change,
     )
-    return Actor(ActorType.USER, id=user.id, label=user.email, address=address)
 
 
-def _basic_credentials(credentials: str) -> tuple[str, str]:
+def _basic_credentials(credentials: str, totp: str | None) -> login.Password:
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
@@ -119,7 +115,7 @@ def _basic_credentials(credentials: str) -> tuple[str, str]:
     email, colon, password = decoded.partition(":")
     if not colon:
         raise Unauthenticated("malformed Basic credentials")
-    return email, password
+    return login.Password(email, password, totp)
 
 
 class PasswordChange(BaseModel):
@@ -135,4 +131,4 @@ async def change_password(request: Request, hw: HealthwayDep, body: PasswordChan
 
 def _set_password(hw: Healthway, actor: Actor, password: str) -> None:
     with hw.db.session() as session:
-        users.set_own_password(session, actor=actor, password=password)
+        users.set_own_password(session, actor=actor, password=password, passwords=hw.passwords)

@@ -40,7 +40,9 @@ def create_user(
     address has an account (and never holds a password)."""
     with hw.db.session() as session:
         org = callers.organization(session, actor, organization)
-        pending = invitations.invite(session, actor=actor, organization=org, email=body.email, org_role=body.org_role)
+        pending = invitations.invite(
+            session, actor=actor, organization=org, email=body.email, passwords=hw.passwords, org_role=body.org_role
+        )
         return invitations.view(pending)
 
 
