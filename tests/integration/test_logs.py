@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole
 from healthway.services import logs, tokens, users
+from healthway.services.paging import EnvironmentScope
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Membership
 from healthway.testing import CHEAP_PASSWORDS
@@ -114,12 +115,13 @@ def test_message_type_filter_takes_subscription_patterns(db: Database) -> None:
         source = make_source(session, world.envs["development"])
         for message_type in ("ADT^A01", "ADT^A08", "ORU^R01", "AD_^A01"):
             make_log(session, source, b"MSH|^~\\&|", message_type=message_type, data_model=None, event_type=None)
-        env = world.envs["development"]
+        scope = EnvironmentScope(world.org.id, "development")
 
         def found(pattern: str) -> list[str]:
             filters = logs.LogFilter(message_type=pattern)
-            rows, _ = logs.list_logs(session, actor=CLI, environments=[env], filters=filters)
-            return sorted(str(row.message_type) for row in rows)
+            return sorted(
+                v["message_type"] for v in logs.list_page(session, actor=CLI, scope=scope, filters=filters).items
+            )
 
         assert found("ADT^*") == found("ADT") == found("adt^*") == ["ADT^A01", "ADT^A08"]
         assert found("ADT^A01") == ["ADT^A01"]

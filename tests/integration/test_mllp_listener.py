@@ -36,8 +36,9 @@ from healthway.domain.audit import AuditAction
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.runtime import Healthway, Part, running
 from healthway.services import mllp_peers
-from healthway.services.logs import LogFilter, list_logs
+from healthway.services.logs import LogFilter, list_page
 from healthway.services.mllp_peers import REFUSAL_AUDIT_SECONDS, PeerDirectory
+from healthway.services.paging import EnvironmentScope
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Environment, Log
@@ -296,9 +297,10 @@ def test_logs_are_listed_by_transport_like_http_ones(node: Node) -> None:
         assert [msa(a) for a in exchange(sock, ADT_A01, ORU_R01)] == [("AA", "HWS-A01-0001"), ("AA", "HWS-R01-0001")]
     with node.db.read_session() as session:
         environment = session.get_one(Environment, node.environment_id)
-        mllp, _ = list_logs(session, actor=CLI, environments=[environment], filters=LogFilter(transport="mllp"))
-        http, _ = list_logs(session, actor=CLI, environments=[environment], filters=LogFilter(transport="http"))
-        listed = [(log.control_id, log.message_type) for log in mllp]
+        scope = EnvironmentScope(environment.organization_id, environment.name)
+        mllp = list_page(session, actor=CLI, scope=scope, filters=LogFilter(transport="mllp")).items
+        http = list_page(session, actor=CLI, scope=scope, filters=LogFilter(transport="http")).items
+        listed = [(log["control_id"], log["message_type"]) for log in mllp]
     assert listed == [("HWS-R01-0001", "ORU^R01"), ("HWS-A01-0001", "ADT^A01")]  # newest first
     assert list(http) == []
 
