@@ -14,14 +14,15 @@ from limits import RateLimitItem
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
+from healthway.delivery.host_keys import DatabaseHostKeyPins
 from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import DeliveryWorker, build_worker
 from healthway.domain.outbound import OutboundPolicy
-from healthway.services import deliveries
+from healthway.net.outbound import OutboundGuard, Resolver, SystemResolver
+from healthway.services import deliveries, destinations
 from healthway.services.group_commit import GroupCommitter
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.services.login import PasswordChecker
-from healthway.services.outbound import OutboundGuard, Resolver, SystemResolver
 from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_limit
 from healthway.settings import Settings
 from healthway.storage.db import Database
@@ -102,7 +103,12 @@ def build(
     clock, metrics = clock or utcnow, CollectorRegistry()
     outbound = OutboundGuard(OutboundPolicy.from_settings(settings), resolver or SystemResolver())
     worker = build_worker(
-        db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age, guard=outbound
+        db=db,
+        clock=clock,
+        metrics=metrics,
+        max_age_seconds=settings.delivery_max_age,
+        guard=outbound,
+        host_keys=DatabaseHostKeyPins(db, destinations.pin_host_key),
     )
     committer = GroupCommitter(db, on_commit=_waking(worker))
     forwarder = Forwarder(timeout=settings.request_timeout, guard=outbound, max_answer_bytes=settings.http_max_bytes)

@@ -19,8 +19,8 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from healthway.delivery.senders import Message, Target
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.net.outbound import OutboundGuard, SystemResolver
 from healthway.services.jwks_fetcher import JwksUnavailable
-from healthway.services.outbound import OutboundGuard, SystemResolver
 
 
 @dataclass

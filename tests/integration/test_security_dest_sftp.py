@@ -19,6 +19,7 @@ from healthway.delivery.host_keys import DatabaseHostKeyPins
 from healthway.delivery.senders import Target, default_senders
 from healthway.delivery.senders.sftp import SftpSender
 from healthway.domain.retry import AttemptResult, Outcome
+from healthway.services import destinations
 from healthway.storage.db import Database
 from healthway.storage.models import Destination
 from healthway.testing import loopback_guard
@@ -129,7 +130,7 @@ def test_the_workers_pin_store_keeps_the_first_key_with_the_destination(db: Data
     async def go() -> AttemptResult:
         async with impostor(tmp_path, key) as (port, _):
             config = {"host": "127.0.0.1", "port": port, "username": "gw", "password": PASSWORD, "path": "/"}
-            sender = default_senders(loopback_guard(), DatabaseHostKeyPins(db)).get("sftp")
+            sender = default_senders(loopback_guard(), DatabaseHostKeyPins(db, destinations.pin_host_key)).get("sftp")
             assert sender is not None
             return await sender.send(Target(destination.id, "sftp", config), hl7_message("K2"))
 

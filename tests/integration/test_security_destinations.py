@@ -33,8 +33,8 @@ from healthway.delivery.senders.sftp import SftpSender
 from healthway.delivery.senders.webhook import WebhookSender
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.retry import Outcome
+from healthway.net.outbound import OutboundGuard
 from healthway.services import destinations
-from healthway.services.outbound import OutboundGuard
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, AuditEvent, Base, Destination

@@ -24,14 +24,14 @@ from datetime import datetime, timedelta
 import structlog
 from prometheus_client import CollectorRegistry
 
-from healthway.delivery.host_keys import DatabaseHostKeyPins
 from healthway.delivery.lanes import Outgoing, load_outgoing, record_lane
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Senders, default_senders
+from healthway.delivery.senders.sftp import HostKeyPins
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.domain.routing import carry_problem
+from healthway.net.outbound import OutboundGuard
 from healthway.services.deliveries import Policy, Sent
-from healthway.services.outbound import OutboundGuard
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.queue import Lane
@@ -64,13 +64,15 @@ class DeliveryWorker:
         metrics: DeliveryMetrics,
         guard: OutboundGuard,
         senders: Senders | None = None,
+        host_keys: HostKeyPins | None = None,
         options: WorkerOptions | None = None,
     ) -> None:
-        """``senders`` defaults to the real ones behind ``guard``, made at ``start`` (so building a worker opens
-        nothing)."""
+        """``senders`` defaults to the real ones behind ``guard`` (SFTP host keys pinned in ``host_keys``), made at
+        ``start`` (so building a worker opens nothing)."""
         self.db, self.clock, self.policy, self.metrics = db, clock, policy, metrics
         self._guard = guard
         self._given_senders = senders
+        self._host_keys = host_keys
         self.senders = senders or Senders({})
         self.options = options or WorkerOptions()
         self._event = asyncio.Event()
@@ -85,7 +87,7 @@ class DeliveryWorker:
         """Run the loop on its own thread and event loop: FIFO sends are sequential round trips, and they must
         not wait behind every HTTP request the server's own loop has queued."""
         self._stopping = False
-        self.senders = self._given_senders or default_senders(self._guard, DatabaseHostKeyPins(self.db))
+        self.senders = self._given_senders or default_senders(self._guard, self._host_keys)
         if self.db.is_sqlite:
             await asyncio.to_thread(self._release_stale_leases)
         else:
@@ -276,9 +278,12 @@ def build_worker(
     metrics: CollectorRegistry,
     max_age_seconds: float,
     guard: OutboundGuard,
+    host_keys: HostKeyPins,
     senders: Senders | None = None,
 ) -> DeliveryWorker:
     """The worker ``build()`` wires into every Healthway (it starts with the server)."""
     policy = Policy(max_age=timedelta(seconds=max_age_seconds))
     metrics_ = DeliveryMetrics(metrics)
-    return DeliveryWorker(db=db, clock=clock, policy=policy, metrics=metrics_, guard=guard, senders=senders)
+    return DeliveryWorker(
+        db=db, clock=clock, policy=policy, metrics=metrics_, guard=guard, senders=senders, host_keys=host_keys
+    )

@@ -3,35 +3,20 @@ destination and its answer comes back to the caller. Each one is logged with its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from healthway.domain.routing import MessageFacts, matches
+from healthway.domain.sync_requests import Answer, Route
 from healthway.errors import InvalidRequest, NotFound
 from healthway.services import intake
 from healthway.services.deliveries import DELIVERED, FAILED, filters_of
 from healthway.storage.models import Attempt, Delivery, Destination, Subscription
 
 MAX_LOGGED_RESPONSE = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Route:
-    subscription_id: str
-    destination_id: str
-    kind: str
-    config: dict[str, object]
-
-
-@dataclass(frozen=True)
-class Answer:
-    status_code: int  # of the destination; 0 when it did not answer
-    content_type: str
-    body: bytes
-    detail: str
 
 
 def destination_for(

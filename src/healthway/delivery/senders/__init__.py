@@ -15,7 +15,7 @@ from healthway.domain.retry import AttemptResult
 
 if TYPE_CHECKING:
     from healthway.delivery.senders.sftp import HostKeyPins
-    from healthway.services.outbound import OutboundGuard
+    from healthway.net.outbound import OutboundGuard
 
 SEND_TIMEOUT = 30.0  # DESIGN §7: no answer in 30 s = retry
 

@@ -20,7 +20,7 @@ from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.delivery.senders.fhir_auth import ClientCredentials, TokenCache, TokenUnavailable
 from healthway.domain.messages import ContentType
 from healthway.domain.retry import AttemptResult, Outcome
-from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 MAX_ANSWER = 40 * 2**20  # default cap on an answer's body (the Forwarder passes HEALTHWAY_MAX_MESSAGE_BYTES)
 

@@ -24,8 +24,8 @@ from healthway.domain import hl7
 from healthway.domain.hl7 import Ack, AckStatus
 from healthway.domain.retry import AttemptResult, Outcome
 from healthway.errors import FrameTooLarge, MalformedHl7
-from healthway.services.outbound import AddressRefused, OutboundGuard
-from healthway.services.tls_material import TlsMaterialError, tls_context
+from healthway.net.outbound import AddressRefused, OutboundGuard
+from healthway.net.tls_material import TlsMaterialError, tls_context
 
 LEGACY_FILE_FIELDS = ("ca_file", "cert_file", "key_file")  # paths of old configs the migration could not convert
 

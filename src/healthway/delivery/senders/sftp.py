@@ -22,7 +22,7 @@ import structlog
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.domain.messages import ContentType
 from healthway.domain.retry import AttemptResult, Outcome
-from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 log = structlog.get_logger("healthway.delivery")
 NO_FINGERPRINT = "no host key fingerprint (host_key_sha256) is pinned: nothing is sent to an unverified server"

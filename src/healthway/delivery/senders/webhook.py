@@ -14,7 +14,7 @@ import yarl
 from healthway.delivery.guarded import GuardedResolver, check_literal
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.domain.retry import AttemptResult, Outcome
-from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 MAX_ANSWER = 2**20  # bytes of a destination's answer read before giving up on reusing its connection
 USER_AGENT = "Healthway"

@@ -20,10 +20,11 @@ from healthway.delivery.requests import TimedOut
 from healthway.domain import scopes
 from healthway.domain.messages import ContentType, DataModelMeta
 from healthway.domain.routing import MessageFacts
+from healthway.domain.sync_requests import Answer
+from healthway.domain.sync_requests import Route as SyncRoute
 from healthway.errors import BadGateway, GatewayTimeout, HealthwayError, InvalidRequest
 from healthway.services import sync_requests
 from healthway.services.intake import Submission
-from healthway.services.sync_requests import Answer
 from healthway.transports.http import data_wire
 from healthway.transports.http.bearer import Caller
 
@@ -31,9 +32,7 @@ RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
 RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR's id datatype
 
 
-async def _exchange(
-    hw: Healthway, route: sync_requests.Route, sub: Submission, call: Callable[[], Awaitable[Answer]]
-) -> Answer:
+async def _exchange(hw: Healthway, route: SyncRoute, sub: Submission, call: Callable[[], Awaitable[Answer]]) -> Answer:
     """Call the destination within the request timeout, log request and answer, raise 502/504 on failure."""
     started, timed_out = hw.clock(), False
     try:
@@ -84,7 +83,7 @@ async def data_model_query(
 
 def _route(
     hw: Healthway, source_id: str, facts: MessageFacts | None, kinds: tuple[str, ...], ids: list[str] | None
-) -> sync_requests.Route:
+) -> SyncRoute:
     with hw.db.read_session() as session:
         return sync_requests.destination_for(
             session, source_id=source_id, facts=facts, kinds=kinds, destination_ids=ids
