@@ -12,14 +12,13 @@ from typing import Protocol
 
 from limits import RateLimitItem
 from prometheus_client import CollectorRegistry
-from sqlalchemy.orm import Session
 
 from healthway.delivery.host_keys import DatabaseHostKeyPins
 from healthway.delivery.requests import Forwarder
-from healthway.delivery.worker import DeliveryWorker, build_worker
+from healthway.delivery.worker import build_worker
 from healthway.domain.outbound import OutboundPolicy
 from healthway.net.outbound import OutboundGuard, Resolver, SystemResolver
-from healthway.services import deliveries, destinations
+from healthway.services import destinations
 from healthway.services.group_commit import GroupCommitter
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.services.login import PasswordChecker
@@ -76,17 +75,6 @@ class Healthway:
     listeners: list[Listener] = field(default_factory=list)
 
 
-def _waking(worker: DeliveryWorker) -> Callable[[Session], None]:
-    """After an intake batch commits: new deliveries are due at once, so no polling delay (and a batch that queued
-    none leaves the worker asleep)."""
-
-    def on_commit(session: Session) -> None:
-        if deliveries.queued(session):
-            worker.wake()
-
-    return on_commit
-
-
 def build(
     settings: Settings,
     *,
@@ -110,7 +98,7 @@ def build(
         guard=outbound,
         host_keys=DatabaseHostKeyPins(db, destinations.pin_host_key),
     )
-    committer = GroupCommitter(db, on_commit=_waking(worker))
+    committer = GroupCommitter(db)
     forwarder = Forwarder(timeout=settings.request_timeout, guard=outbound, max_answer_bytes=settings.http_max_bytes)
     extra: list[Listener] = [MetricsListener(settings.metrics_address, metrics)] if settings.metrics_address else []
     return Healthway(

@@ -17,8 +17,9 @@ from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from healthway.delivery.senders import Message, Target
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.outbound import OutboundPolicy
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.retry import AttemptResult
 from healthway.net.outbound import OutboundGuard, SystemResolver
 from healthway.services.jwks_fetcher import JwksUnavailable
 
@@ -36,7 +37,7 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-DELIVERED = AttemptResult(Outcome.DELIVERED, "200", "HTTP 200")
+DELIVERED = AttemptResult(AttemptOutcome.DELIVERED, "200", "HTTP 200")
 
 
 @dataclass

@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session
 
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
+from healthway.domain.delivery_states import LogStatus
 from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, NotFound, PermissionDenied
 from healthway.services import audit, authz
 from healthway.storage.models import Environment, Log
 from healthway.storage.pagination import page
 
-STATUSES = ("received", "delivered", "failed")
+STATUSES = tuple(status.value for status in LogStatus)
 TRANSPORTS = ("http", "mllp", "sftp")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from healthway.domain.actors import Actor
 from healthway.domain.permissions import Permission
 from healthway.errors import NotFound
-from healthway.services import authz, deliveries, destinations
+from healthway.services import authz, destinations
 from healthway.storage.models import Destination, Environment
 from healthway.transports.http.platform.deps import (
     ActorDep,
@@ -128,9 +128,7 @@ def update_destination(destination_id: str, body: Switch, hw: HealthwayDep, acto
         destinations.set_enabled(
             session, actor=actor, destination=destination, environment=env, enabled=body.enabled, now=hw.clock()
         )
-        result = destinations.view(destination, env)
-    deliveries.notify(hw.listeners)
-    return result
+        return destinations.view(destination, env)
 
 
 @router.delete("/destinations/{destination_id}", status_code=204)
