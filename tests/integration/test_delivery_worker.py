@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
+from healthway.delivery.attempts import Policy
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Message, Senders, Target
 from healthway.delivery.worker import DeliveryWorker, WorkerOptions
@@ -16,7 +17,6 @@ from healthway.domain.actors import CLI
 from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.retry import AttemptResult
 from healthway.services import destinations
-from healthway.services.deliveries import Policy
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, Delivery, Log, Source

@@ -51,25 +51,25 @@ class PgListener:
     def _run(self) -> None:
         while True:
             try:
-                if self._listen():
-                    return
+                self._listen()
             except psycopg.Error as exc:
                 log.warning(
                     "delivery LISTEN connection lost; the capped sleep covers until it is back",
                     error=type(exc).__name__,
                 )
+            else:
+                return  # stopped
             if self._stopped_within(RECONNECT_SECONDS):
                 return
 
-    def _listen(self) -> bool:
-        """Listen until stop (True) or until the connection fails (raises psycopg.Error)."""
+    def _listen(self) -> None:
+        """Listen until stop; raises psycopg.Error when the connection fails."""
         with psycopg.connect(_conninfo(self._db), autocommit=True, connect_timeout=5) as conn:
             conn.execute(f"LISTEN {PG_CHANNEL}")
             self._wake()  # anything committed while we were not listening
             while not self._stopped_within(None, conn):
                 if _drained(conn):
                     self._wake()  # once, however many notifications arrived together
-        return True
 
 
 def _drained(conn: psycopg.Connection[object]) -> int:
