@@ -9,14 +9,20 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from healthway.delivery.attempts import Policy
+from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.pg_listen import PgListener
+from healthway.delivery.senders import Senders
+from healthway.delivery.worker import DeliveryWorker
 from healthway.domain.actors import CLI
 from healthway.services import deliveries, replay
 from healthway.services.group_commit import GroupCommitter
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.models import utcnow
+from healthway.testing import RecordingSender, loopback_guard
 from tests.factories import make_destination, make_log, make_org, make_source, make_subscription
 
 
@@ -104,3 +110,36 @@ def test_postgresql_listen_hears_another_process_and_stops_at_once(db: Database)
     started = time.monotonic()
     listener.stop()
     assert time.monotonic() - started < 0.25  # no polling interval to sit out
+
+
+def test_a_running_worker_is_woken_by_commits_and_stops_listening_when_stopped(db: Database) -> None:
+    if not db.is_sqlite:
+        pytest.skip("on PostgreSQL the LISTEN thread wakes the worker too (tested above)")
+    with db.session() as session:
+        env = make_org(session).envs["development"]
+        source = make_source(session, env)
+        make_subscription(session, source, make_destination(session, env))
+    worker = DeliveryWorker(
+        db=db,
+        clock=utcnow,
+        policy=Policy(max_age=timedelta(hours=1)),
+        metrics=DeliveryMetrics(CollectorRegistry()),
+        guard=loopback_guard(),
+        senders=Senders({"webhook": RecordingSender()}),
+    )
+    worker.wake = woken = Counter()  # type: ignore[method-assign]  # what the worker registers at start
+
+    def intake() -> None:
+        with db.session() as session:
+            make_log(session, source)
+
+    async def main() -> None:
+        await worker.start()
+        await asyncio.to_thread(intake)
+        assert woken.calls == 1
+        await worker.stop()
+        calls = woken.calls
+        await asyncio.to_thread(intake)
+        assert woken.calls == calls  # no longer registered
+
+    asyncio.run(main())
