@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from healthway.delivery.host_keys import DatabaseHostKeyPins
 from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import build_worker
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.passwords import Passwords
+from healthway.net.outbound import OutboundGuard, Resolver, SystemResolver
 from healthway.runtime import Clock, Healthway, Part, RateLimits, Sockets
+from healthway.services import destinations
 from healthway.services.intake import Intake
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.services.login import PasswordChecker
 from healthway.services.oauth_clients import OAuthServer
-from healthway.services.outbound import OutboundGuard, Resolver, SystemResolver
 from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_limit
 from healthway.settings import Settings
 from healthway.storage.db import Database
@@ -59,9 +61,14 @@ def build(
     clock, metrics = clock or utcnow, CollectorRegistry()
     outbound = OutboundGuard(OutboundPolicy.from_settings(settings), resolver or SystemResolver())
     worker = build_worker(
-        db=db, clock=clock, metrics=metrics, max_age_seconds=settings.delivery_max_age, guard=outbound
+        db=db,
+        clock=clock,
+        metrics=metrics,
+        max_age_seconds=settings.delivery_max_age,
+        guard=outbound,
+        host_keys=DatabaseHostKeyPins(db, destinations.pin_host_key),
     )
-    intake = Intake(db, wake=worker.wake)
+    intake = Intake(db)
     passwords = passwords or Passwords()
     forwarder = Forwarder(timeout=settings.request_timeout, guard=outbound, max_answer_bytes=settings.http_max_bytes)
     jwks_fetcher = jwks_fetcher or HttpJwksFetcher(allow_private=settings.allow_private_jwks_urls)

@@ -21,12 +21,13 @@ from limits import RateLimitItem, WindowStats
 from starlette.applications import Starlette
 
 from healthway.delivery.senders import Message, Target
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.passwords import Passwords
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.retry import AttemptResult
+from healthway.net.outbound import OutboundGuard, SystemResolver
 from healthway.runtime import Healthway, running
 from healthway.services.jwks_fetcher import JwksUnavailable
-from healthway.services.outbound import OutboundGuard, SystemResolver
 from healthway.services.ratelimit import RateLimiter
 from healthway.transports.http.app import create_app
 
@@ -56,7 +57,7 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-DELIVERED = AttemptResult(Outcome.DELIVERED, "200", "HTTP 200")
+DELIVERED = AttemptResult(AttemptOutcome.DELIVERED, "200", "HTTP 200")
 
 
 @dataclass

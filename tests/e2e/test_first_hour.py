@@ -170,7 +170,7 @@ def test_the_printed_next_steps_deliver_a_first_message_and_logs_show_tells_what
         server.stop()
     assert shown.startswith(f"Log {log_id}  status: received (1 delivery(ies) pending, 1 of them retrying")
     assert f"to destination {destination['id']}: pending, next attempt " in shown
-    assert re.search(r"#1 \S+  error  cannot connect", shown), shown
+    assert re.search(r"#1 \S+  failed  cannot connect", shown), shown
     assert "data_model:   PatientAdmin" in shown and "None" not in shown and "message_type" not in shown
     assert shown.rstrip().endswith('"Sex":"Male"}}}')  # the payload, last
 

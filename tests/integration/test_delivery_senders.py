@@ -23,7 +23,7 @@ from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
 from healthway.delivery.senders.mllp import MllpSender
 from healthway.delivery.senders.sftp import SftpSender
 from healthway.delivery.senders.webhook import WebhookSender
-from healthway.domain.retry import Outcome
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.services.destinations import new_signing_secret
 from healthway.testing import loopback_guard
 
@@ -55,7 +55,7 @@ def test_webhook_posts_the_body_with_headers_and_a_verifiable_signature(httpserv
             await sender.aclose()
 
     results = asyncio.run(go())
-    assert [(r.outcome, r.response_code) for r in results] == [(Outcome.DELIVERED, "204")] * 2
+    assert [(r.outcome, r.response_code) for r in results] == [(AttemptOutcome.DELIVERED, "204")] * 2
     (first, _), (second, _) = httpserver.log
     assert first.data == JSON_MESSAGE.payload and first.headers["Content-Type"] == "application/json"
     assert first.headers["Healthway-Log-Id"] == "log-1" and first.headers["Healthway-Source-Id"] == "source-1"
@@ -74,7 +74,7 @@ def test_webhook_signs_bodies_that_are_not_utf8(httpserver: HTTPServer) -> None:
     async def go() -> None:
         sender = WebhookSender(guard=loopback_guard())
         try:
-            assert (await sender.send(target, binary)).outcome is Outcome.DELIVERED
+            assert (await sender.send(target, binary)).outcome is AttemptOutcome.DELIVERED
         finally:
             await sender.aclose()
 
@@ -104,9 +104,9 @@ def test_webhook_non_2xx_and_timeouts_are_retried(httpserver: HTTPServer) -> Non
             await sender.aclose()
 
     fail, late, gone = asyncio.run(go())
-    assert (fail.outcome, fail.response_code) == (Outcome.RETRY, "503")
-    assert late.outcome is Outcome.RETRY and "timeout" in late.detail
-    assert gone.outcome is Outcome.RETRY and "cannot connect" in gone.detail
+    assert (fail.outcome, fail.response_code) == (AttemptOutcome.FAILED, "503")
+    assert late.outcome is AttemptOutcome.FAILED and "timeout" in late.detail
+    assert gone.outcome is AttemptOutcome.FAILED and "cannot connect" in gone.detail
 
 
 def test_webhook_follows_no_redirect_and_survives_a_huge_answer(httpserver: HTTPServer) -> None:
@@ -124,10 +124,10 @@ def test_webhook_follows_no_redirect_and_survives_a_huge_answer(httpserver: HTTP
             await sender.aclose()
 
     moved, big, again = asyncio.run(go())
-    assert (moved.outcome, moved.response_code) == (Outcome.RETRY, "302")  # PHI never follows a redirect
+    assert (moved.outcome, moved.response_code) == (AttemptOutcome.FAILED, "302")  # PHI never follows a redirect
     paths = [request.path for request, _ in httpserver.log]  # (the server is shared: earlier tests' requests too)
     assert paths[-3:] == ["/moved", "/big", "/big"] and "/elsewhere" not in paths
-    assert big.outcome is Outcome.DELIVERED and again.outcome is Outcome.DELIVERED
+    assert big.outcome is AttemptOutcome.DELIVERED and again.outcome is AttemptOutcome.DELIVERED
 
 
 # -- MLLP ------------------------------------------------------------------------------------------------------
@@ -173,10 +173,11 @@ def ack(code: str, control_id: str | None = None) -> Callable[[hl7.Message], str
 
 @pytest.mark.parametrize(
     ("code", "outcome"),
-    [("AA", Outcome.DELIVERED), ("CA", Outcome.DELIVERED), ("AE", Outcome.RETRY), ("CE", Outcome.RETRY),
-     ("AR", Outcome.REJECTED), ("CR", Outcome.REJECTED)],
+    [("AA", AttemptOutcome.DELIVERED), ("CA", AttemptOutcome.DELIVERED),
+     ("AE", AttemptOutcome.FAILED), ("CE", AttemptOutcome.FAILED),
+     ("AR", AttemptOutcome.REJECTED), ("CR", AttemptOutcome.REJECTED)],
 )  # fmt: skip
-def test_mllp_acknowledgment_codes(code: str, outcome: Outcome) -> None:
+def test_mllp_acknowledgment_codes(code: str, outcome: AttemptOutcome) -> None:
     async def go() -> Any:
         async with mllp_peer(ack(code)) as (port, received):
             sender = MllpSender(guard=loopback_guard())
@@ -198,7 +199,7 @@ def test_mllp_reuses_one_connection_and_checks_the_control_id() -> None:
             target = Target("m", "mllp", {"host": "127.0.0.1", "port": port})
             try:
                 results = await asyncio.gather(*(sender.send(target, hl7_message(f"C{n}")) for n in range(5)))
-                assert all(r.outcome is Outcome.DELIVERED for r in results)
+                assert all(r.outcome is AttemptOutcome.DELIVERED for r in results)
                 assert sorted(received) == [f"C{n}" for n in range(5)]
                 assert len(sender._connections) == 1  # one connection, one message in flight on it
             finally:
@@ -209,7 +210,7 @@ def test_mllp_reuses_one_connection_and_checks_the_control_id() -> None:
                 wrong = await sender.send(Target("m", "mllp", {"host": "127.0.0.1", "port": port}), hl7_message("C9"))
             finally:
                 await sender.aclose()
-            assert wrong.outcome is Outcome.RETRY and "control ID" in wrong.detail
+            assert wrong.outcome is AttemptOutcome.FAILED and "control ID" in wrong.detail
 
     asyncio.run(go())
 
@@ -220,12 +221,12 @@ def test_mllp_reconnects_after_the_peer_drops_the_connection() -> None:
         try:
             async with mllp_peer(ack("AA")) as (port, _):
                 target = Target("m", "mllp", {"host": "127.0.0.1", "port": port})
-                assert (await sender.send(target, hl7_message("C1"))).outcome is Outcome.DELIVERED
+                assert (await sender.send(target, hl7_message("C1"))).outcome is AttemptOutcome.DELIVERED
             down = await sender.send(target, hl7_message("C2"))  # the peer is gone
-            assert down.outcome is Outcome.RETRY
+            assert down.outcome is AttemptOutcome.FAILED
             async with mllp_peer(ack("AA")) as (port2, received):
                 target = Target("m", "mllp", {"host": "127.0.0.1", "port": port2})
-                assert (await sender.send(target, hl7_message("C2"))).outcome is Outcome.DELIVERED
+                assert (await sender.send(target, hl7_message("C2"))).outcome is AttemptOutcome.DELIVERED
                 assert received == ["C2"]
         finally:
             await sender.aclose()
@@ -287,11 +288,11 @@ def test_sftp_uploads_under_a_temporary_name_then_renames_with_a_pinned_host_key
             return [good, wrong_key, bad_login]
 
     good, wrong_key, bad_login = asyncio.run(go())
-    assert good.outcome is Outcome.DELIVERED, good.detail
+    assert good.outcome is AttemptOutcome.DELIVERED, good.detail
     assert [p.name for p in (tmp_path / "inbox").iterdir()] == ["log-1.hl7"]  # no .part file left behind
     assert (tmp_path / "inbox" / "log-1.hl7").read_bytes() == hl7_message("C1").payload
-    assert wrong_key.outcome is Outcome.RETRY and "host key" in wrong_key.detail
-    assert bad_login.outcome is Outcome.RETRY and "refused the login" in bad_login.detail
+    assert wrong_key.outcome is AttemptOutcome.FAILED and "host key" in wrong_key.detail
+    assert bad_login.outcome is AttemptOutcome.FAILED and "refused the login" in bad_login.detail
     assert "s3cret" not in good.detail + wrong_key.detail + bad_login.detail
 
 
@@ -327,5 +328,5 @@ def test_fhir_forwards_queries_and_delivers_message_bundles(httpserver: HTTPServ
 
     answer, sent, refused = asyncio.run(go())
     assert answer.status_code == 200 and json.loads(answer.body) == bundle
-    assert sent.outcome is Outcome.DELIVERED
-    assert (refused.outcome, refused.response_code) == (Outcome.REJECTED, "422")
+    assert sent.outcome is AttemptOutcome.DELIVERED
+    assert (refused.outcome, refused.response_code) == (AttemptOutcome.REJECTED, "422")

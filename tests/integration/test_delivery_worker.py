@@ -9,13 +9,14 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
+from healthway.delivery.attempts import Policy
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Message, Senders, Target
 from healthway.delivery.worker import DeliveryWorker, WorkerOptions
 from healthway.domain.actors import CLI
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.delivery_states import AttemptOutcome
+from healthway.domain.retry import AttemptResult
 from healthway.services import destinations
-from healthway.services.deliveries import Policy
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, Delivery, Log, Source
@@ -107,7 +108,7 @@ def test_fails_three_times_then_recovers_with_numbered_attempts_on_schedule(
     clock.advance(10)
     run(worker)  # attempt 4 succeeds
     attempts = attempts_of(db, log_id)
-    assert [(a.number, a.outcome) for a in attempts] == [(1, "error"), (2, "error"), (3, "error"), (4, "delivered")]
+    assert [(a.number, a.outcome) for a in attempts] == [(1, "failed"), (2, "failed"), (3, "failed"), (4, "delivered")]
     assert [(a.started_at - t0).total_seconds() for a in attempts] == [0, 0, 10, 20]
     assert attempts[0].response_code == "503" and attempts[0].detail
     assert status_of(db, log_id) == ("delivered", ["delivered"])
@@ -180,7 +181,7 @@ def test_a_final_refusal_fails_at_once_and_the_lane_moves_on(
     db: Database, sender: RecordingSender, clock: FakeClock
 ) -> None:
     sender.respond = lambda _t, m: (
-        AttemptResult(Outcome.REJECTED, "AR", "MSA-1 AR") if m.payload == b"message 0" else DELIVERED
+        AttemptResult(AttemptOutcome.REJECTED, "AR", "MSA-1 AR") if m.payload == b"message 0" else DELIVERED
     )
     worker = make_worker(db, clock, sender)
     source, _ = setup(db, "fifo")

@@ -24,8 +24,9 @@ from werkzeug import Request, Response
 from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
 from healthway.domain.actors import CLI
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.outbound import OutboundPolicy
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.retry import AttemptResult
 from healthway.errors import InvalidRequest
 from healthway.services import destinations
 from healthway.storage.db import Database
@@ -143,7 +144,7 @@ def send_all(sender: FhirSender, targets: list[Target], message: Message = RESOU
     return asyncio.run(go())
 
 
-def outcomes(results: list[AttemptResult]) -> list[tuple[Outcome, str | None]]:
+def outcomes(results: list[AttemptResult]) -> list[tuple[AttemptOutcome, str | None]]:
     return [(r.outcome, r.response_code) for r in results]
 
 
@@ -154,7 +155,7 @@ def test_client_secret_basic_one_token_shared_by_concurrent_sends(httpserver: HT
     peer = Peer(httpserver)
     target = Target("dest-1", "fhir", peer.config(client_secret=SECRET, scope="system/*.write"))
     results = send_all(FhirSender(guard=loopback_guard()), [target] * 12)
-    assert outcomes(results) == [(Outcome.DELIVERED, "201")] * 12
+    assert outcomes(results) == [(AttemptOutcome.DELIVERED, "201")] * 12
     assert peer.problems == [] and len(peer.token_forms) == 1
     assert peer.token_forms[0] == {"grant_type": "client_credentials", "scope": "system/*.write"}
     [token] = peer.valid
@@ -165,7 +166,7 @@ def test_client_secret_post_sends_the_credentials_in_the_form(httpserver: HTTPSe
     peer = Peer(httpserver, method="client_secret_post")
     config = peer.config(client_secret=SECRET, token_auth_method="client_secret_post")
     results = send_all(FhirSender(guard=loopback_guard()), [Target("dest-1", "fhir", config)])
-    assert outcomes(results) == [(Outcome.DELIVERED, "201")] and peer.problems == []
+    assert outcomes(results) == [(AttemptOutcome.DELIVERED, "201")] and peer.problems == []
     assert peer.token_forms[0]["client_id"] == CLIENT_ID and "scope" not in peer.token_forms[0]
 
 
@@ -187,7 +188,7 @@ def test_private_key_jwt_assertion_verifies_and_is_never_reused(httpserver: HTTP
         finally:
             await sender.aclose()
 
-    assert outcomes(asyncio.run(go())) == [(Outcome.DELIVERED, "201")] * 2
+    assert outcomes(asyncio.run(go())) == [(AttemptOutcome.DELIVERED, "201")] * 2
     assert peer.problems == [] and len(peer.jtis) == 2 and peer.jtis[0] != peer.jtis[1]
     header = json.loads(base64.urlsafe_b64decode(peer.token_forms[0]["client_assertion"].split(".")[0] + "=="))
     assert header["alg"] == alg and header["kid"] == "key-1"
@@ -203,10 +204,10 @@ def test_token_is_reused_until_shortly_before_it_expires(httpserver: HTTPServer)
         try:
             for step in (0, 200, 69):  # 269 s after the fetch: still cached (refetch 30 s before expiry)
                 clock.advance(step)
-                assert (await sender.send(target, RESOURCE)).outcome is Outcome.DELIVERED
+                assert (await sender.send(target, RESOURCE)).outcome is AttemptOutcome.DELIVERED
             assert len(peer.token_forms) == 1
             clock.advance(2)  # 271 s: inside the last 30 s, so a new token first
-            assert (await sender.send(target, RESOURCE)).outcome is Outcome.DELIVERED
+            assert (await sender.send(target, RESOURCE)).outcome is AttemptOutcome.DELIVERED
         finally:
             await sender.aclose()
 
@@ -218,7 +219,10 @@ def test_a_changed_config_gets_its_own_token(httpserver: HTTPServer) -> None:
     peer = Peer(httpserver)
     before = Target("dest-1", "fhir", peer.config(client_secret=SECRET))
     after = Target("dest-1", "fhir", peer.config(client_secret=SECRET, scope="system/Patient.write"))
-    assert outcomes(send_all(FhirSender(guard=loopback_guard()), [before, after])) == [(Outcome.DELIVERED, "201")] * 2
+    assert (
+        outcomes(send_all(FhirSender(guard=loopback_guard()), [before, after]))
+        == [(AttemptOutcome.DELIVERED, "201")] * 2
+    )
     assert len(peer.token_forms) == 2 and len(set(peer.fhir_seen)) == 2
 
 
@@ -236,7 +240,7 @@ def test_401_drops_the_token_and_retries_once_with_a_new_one(httpserver: HTTPSer
         finally:
             await sender.aclose()
 
-    assert outcomes(asyncio.run(go())) == [(Outcome.DELIVERED, "201")] * 2
+    assert outcomes(asyncio.run(go())) == [(AttemptOutcome.DELIVERED, "201")] * 2
     assert len(peer.token_forms) == 2 and len(peer.fhir_seen) == 3
     assert peer.fhir_seen[1] != peer.fhir_seen[2]
 
@@ -246,7 +250,7 @@ def test_a_server_that_keeps_answering_401_gets_exactly_one_retry(httpserver: HT
     peer.valid = _NeverValid()
     target = Target("dest-1", "fhir", peer.config(client_secret=SECRET))
     [result] = send_all(FhirSender(guard=loopback_guard()), [target])
-    assert (result.outcome, result.response_code, result.detail) == (Outcome.RETRY, "401", "HTTP 401")
+    assert (result.outcome, result.response_code, result.detail) == (AttemptOutcome.FAILED, "401", "HTTP 401")
     assert len(peer.token_forms) == 2 and len(peer.fhir_seen) == 2
 
 
@@ -266,7 +270,7 @@ def test_refused_credentials_are_a_retry_without_the_secret(
     target = Target("dest-1", "fhir", peer.config(client_secret=SECRET))
     results = send_all(FhirSender(guard=loopback_guard()), [target] * 3)
     detail = "the FHIR server's token endpoint refused the client credentials (invalid_client)"
-    assert [(r.outcome, r.detail) for r in results] == [(Outcome.RETRY, detail)] * 3
+    assert [(r.outcome, r.detail) for r in results] == [(AttemptOutcome.FAILED, detail)] * 3
     assert len(peer.token_forms) == 1  # concurrent sends share the failed fetch too
     assert peer.fhir_seen == []  # the FHIR server never sees a request without a token
     basic = base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
@@ -277,7 +281,7 @@ def test_unreachable_token_endpoint_is_a_retry(httpserver: HTTPServer) -> None:
     peer = Peer(httpserver)
     config = peer.config(client_secret=SECRET, token_url="http://127.0.0.1:9/token")
     [result] = send_all(FhirSender(guard=loopback_guard()), [Target("dest-1", "fhir", config)])
-    assert result.outcome is Outcome.RETRY
+    assert result.outcome is AttemptOutcome.FAILED
     assert result.detail.startswith("the FHIR server's token endpoint is unreachable")
     assert peer.fhir_seen == []
 

@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from healthway.errors import HealthwayError, InvalidRequest, StorageUnavailable
-from healthway.services import deliveries
 from healthway.storage.db import Database
 from healthway.storage.group_commit import GroupCommitter
 from healthway.storage.models import Log
@@ -127,17 +126,3 @@ def test_submit_after_stop_is_refused(db: Database) -> None:
             await committer.submit(lambda session: None)
 
     asyncio.run(main())
-
-
-def test_on_commit_hears_which_batches_queued_deliveries(db: Database) -> None:
-    heard: list[bool] = []
-
-    async def main() -> None:
-        committer = GroupCommitter(db, on_commit=lambda session: heard.append(deliveries.queued(session)))
-        await committer.start()
-        await committer.submit(lambda _session: None)
-        await committer.submit(deliveries.announce)
-        await committer.stop()
-
-    asyncio.run(main())
-    assert heard == [False, True]  # the app wakes the delivery workers only after the second

@@ -15,6 +15,7 @@ from healthway.testing import make_key_pair
 from tests.factories import make_destination, make_log, make_org, make_source, make_subscription
 
 SINCE = "0002c"  # the schema the previous release shipped
+OLD_OUTCOMES = ["error", "failed", "delivered", "rejected", "filtered"]  # the worker's retries, a sync failure, ...
 
 
 def _counts(db: Database) -> dict[str, int]:
@@ -46,3 +47,23 @@ def test_a_populated_database_goes_down_and_up_without_losing_a_row(db: Database
     after = _counts(db)
     assert {name: n for name, n in kept.items() if name in before} == {name: before[name] for name in kept}
     assert after == before
+
+
+def test_attempts_written_as_error_become_failed(db: Database) -> None:
+    """0004c: the one value for a failed attempt (domain.delivery_states.AttemptOutcome.FAILED)."""
+    with db.session() as session:
+        world = make_org(session)
+        source = make_source(session, world.envs["development"])
+        make_subscription(session, source, make_destination(session, world.envs["development"]))
+        log = make_log(session, source)
+    config = db._alembic_config()
+    command.downgrade(config, "0003c")
+    attempts = Base.metadata.tables["attempts"]
+    with db.engine.begin() as conn:
+        delivery_id = conn.execute(sa.text("SELECT id FROM deliveries WHERE log_id = :id"), {"id": log.id}).scalar_one()
+        rows = [{"delivery_id": delivery_id, "number": n, "outcome": o} for n, o in enumerate(OLD_OUTCOMES, 1)]
+        conn.execute(attempts.insert(), rows)
+    command.upgrade(config, "head")
+    with db.engine.connect() as conn:
+        stored = conn.execute(sa.select(attempts.c.outcome).order_by(attempts.c.number)).scalars().all()
+    assert stored == ["failed", "failed", "delivered", "rejected", "filtered"]

@@ -11,8 +11,9 @@ from healthway.delivery.senders import Target
 from healthway.delivery.senders import mllp as mllp_module
 from healthway.delivery.senders.mllp import MllpSender
 from healthway.domain import hl7
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.hl7 import AckStatus, ErrorCondition
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.retry import AttemptResult
 from healthway.testing import loopback_guard
 from tests.integration.test_delivery_senders import hl7_message
 
@@ -58,7 +59,7 @@ def test_an_ack_written_a_few_bytes_at_a_time_after_noise_is_read_whole() -> Non
         return [wire[i : i + 3] for i in range(0, len(wire), 3)]
 
     result = send(answer)
-    assert (result.outcome, result.response_code, result.detail) == (Outcome.DELIVERED, "AA", "MSA-1 AA")
+    assert (result.outcome, result.response_code, result.detail) == (AttemptOutcome.DELIVERED, "AA", "MSA-1 AA")
 
 
 def test_an_error_acks_err_text_reaches_the_attempt_detail() -> None:
@@ -67,10 +68,10 @@ def test_an_error_acks_err_text_reaches_the_attempt_detail() -> None:
         return [hl7.frame(hl7.build_ack(header, AckStatus.REJECT, error=ErrorCondition.UNSUPPORTED_EVENT))]
 
     result = send(answer)
-    assert (result.outcome, result.detail) == (Outcome.REJECTED, "MSA-1 AR: Unsupported event")
+    assert (result.outcome, result.detail) == (AttemptOutcome.REJECTED, "MSA-1 AR: Unsupported event")
 
 
 def test_an_answer_over_the_ack_limit_is_a_retry_not_a_buffer_without_end() -> None:
     big = b"\x0b" + b"x" * (mllp_module.MAX_ACK_BYTES + 1)  # and no end bytes: the limit alone must stop it
     result = send(lambda _message: [big])
-    assert result.outcome is Outcome.RETRY and result.detail == "connection failed: FrameTooLarge"
+    assert result.outcome is AttemptOutcome.FAILED and result.detail == "connection failed: FrameTooLarge"

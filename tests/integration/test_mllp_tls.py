@@ -27,7 +27,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders import mllp as mllp_module
 from healthway.delivery.senders.mllp import MllpSender
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.delivery_states import AttemptOutcome
+from healthway.domain.retry import AttemptResult
 from healthway.errors import InvalidRequest
 from healthway.services.destinations import _mllp as validate_mllp
 from healthway.testing import LOOPBACK_POLICY, loopback_guard
@@ -190,7 +191,7 @@ def test_delivers_over_tls_verifying_the_server_against_the_ca(pki: Path) -> Non
             return await send_all(target, hl7_message("T1"), hl7_message("T2")), peer
 
     results, peer = asyncio.run(go())
-    assert [(r.outcome, r.response_code) for r in results] == [(Outcome.DELIVERED, "AA")] * 2
+    assert [(r.outcome, r.response_code) for r in results] == [(AttemptOutcome.DELIVERED, "AA")] * 2
     assert peer.received == ["T1", "T2"] and peer.client_names == [None, None]
 
 
@@ -199,7 +200,7 @@ def test_localhost_by_name_is_verified_too(pki: Path) -> None:
         async with tls_peer(pki) as peer:
             return await send_all(tls_target(peer.port, host="localhost", ca_pem=pki / "ca.pem"), hl7_message("L1"))
 
-    assert [r.outcome for r in asyncio.run(go())] == [Outcome.DELIVERED]
+    assert [r.outcome for r in asyncio.run(go())] == [AttemptOutcome.DELIVERED]
 
 
 def test_mutual_tls_presents_the_client_certificate_and_loads_the_context_once(
@@ -228,7 +229,7 @@ def test_mutual_tls_presents_the_client_certificate_and_loads_the_context_once(
             return [first, second], peer
 
     results, peer = asyncio.run(go())
-    assert [r.outcome for r in results] == [Outcome.DELIVERED] * 2
+    assert [r.outcome for r in results] == [AttemptOutcome.DELIVERED] * 2
     assert peer.received == ["M1", "M2"] and peer.client_names == ["client", "client"]
     assert len(loads) == 1
 
@@ -239,7 +240,7 @@ def test_a_missing_client_certificate_is_a_retry_with_a_tls_detail(pki: Path) ->
             return await send_all(tls_target(peer.port, ca_pem=pki / "ca.pem"), hl7_message("X1")), peer
 
     (result,), peer = asyncio.run(go())
-    assert result.outcome is Outcome.RETRY and result.response_code is None
+    assert result.outcome is AttemptOutcome.FAILED and result.response_code is None
     assert result.detail.startswith("TLS "), result.detail
     assert "certificate" in result.detail and "Traceback" not in result.detail
     assert peer.received == []
@@ -251,7 +252,7 @@ def test_a_server_certificate_from_an_unknown_ca_is_a_retry(pki: Path) -> None:
             return await send_all(tls_target(peer.port, ca_pem=pki / "ca.pem"), hl7_message("U1")), peer
 
     (result,), peer = asyncio.run(go())
-    assert result.outcome is Outcome.RETRY
+    assert result.outcome is AttemptOutcome.FAILED
     assert result.detail.startswith("TLS handshake failed: certificate verify failed"), result.detail
     assert peer.received == []
 
@@ -262,7 +263,7 @@ def test_the_system_store_does_not_trust_a_private_ca(pki: Path) -> None:
             return await send_all(tls_target(peer.port), hl7_message("S1"))  # no ca_pem: the system CAs
 
     (result,) = asyncio.run(go())
-    assert result.outcome is Outcome.RETRY and "certificate verify failed" in result.detail
+    assert result.outcome is AttemptOutcome.FAILED and "certificate verify failed" in result.detail
 
 
 def test_a_certificate_for_another_host_name_is_a_retry(pki: Path) -> None:
@@ -271,7 +272,7 @@ def test_a_certificate_for_another_host_name_is_a_retry(pki: Path) -> None:
             return await send_all(tls_target(peer.port, ca_pem=pki / "ca.pem"), hl7_message("H1"))
 
     (result,) = asyncio.run(go())
-    assert result.outcome is Outcome.RETRY
+    assert result.outcome is AttemptOutcome.FAILED
     assert result.detail.startswith("TLS handshake failed: certificate verify failed"), result.detail
     assert "127.0.0.1" in result.detail  # OpenSSL says which name did not match
 
@@ -290,10 +291,13 @@ def test_unusable_tls_material_and_old_file_paths_are_a_retry_not_a_crash(pki: P
                 await sender.aclose()
 
     wrong, legacy, good = asyncio.run(go())
-    assert (wrong.outcome, wrong.detail) == (Outcome.RETRY, "TLS setup failed: ca_pem holds no PEM CA certificate")
-    assert legacy.outcome is Outcome.RETRY and "no longer read" in legacy.detail
+    assert (wrong.outcome, wrong.detail) == (
+        AttemptOutcome.FAILED,
+        "TLS setup failed: ca_pem holds no PEM CA certificate",
+    )
+    assert legacy.outcome is AttemptOutcome.FAILED and "no longer read" in legacy.detail
     assert "PRIVATE KEY" not in wrong.detail + legacy.detail
-    assert good.outcome is Outcome.DELIVERED
+    assert good.outcome is AttemptOutcome.DELIVERED
 
 
 # -- the destination's config, as the CLI and the Platform API check it ----------------------------------------

@@ -18,7 +18,9 @@ import asyncssh
 from healthway.delivery.host_keys import DatabaseHostKeyPins
 from healthway.delivery.senders import Target, default_senders
 from healthway.delivery.senders.sftp import SftpSender
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.delivery_states import AttemptOutcome
+from healthway.domain.retry import AttemptResult
+from healthway.services import destinations
 from healthway.storage.db import Database
 from healthway.storage.models import Destination
 from healthway.testing import loopback_guard
@@ -93,7 +95,7 @@ def _send(
 def test_a_server_presenting_another_key_gets_no_credential(tmp_path: Path) -> None:
     expected = asyncssh.generate_private_key("ssh-ed25519").get_fingerprint("sha256")  # the key we know
     result, seen = _send(tmp_path, host_key_sha256=expected)
-    assert result.outcome is Outcome.RETRY
+    assert result.outcome is AttemptOutcome.FAILED
     assert result.detail == "the server's host key does not match the pinned fingerprint (no credential was sent)"
     assert seen.connections == 1 and seen.auth_attempts == []  # refused during key exchange, before any auth
     assert list(tmp_path.iterdir()) == []
@@ -102,19 +104,19 @@ def test_a_server_presenting_another_key_gets_no_credential(tmp_path: Path) -> N
 def test_the_first_key_met_is_pinned_before_any_credential_and_another_is_refused(tmp_path: Path) -> None:
     pins, key = FakePins(), asyncssh.generate_private_key("ssh-ed25519")
     first, seen = _send(tmp_path, pins, key)
-    assert first.outcome is Outcome.DELIVERED, first.detail
+    assert first.outcome is AttemptOutcome.DELIVERED, first.detail
     assert pins.pinned == {"s": key.get_fingerprint("sha256")}
     assert seen.connections == 2 and seen.auth_attempts == ["begin:gw", f"password:{PASSWORD}"]  # fetch, then upload
     (tmp_path / "uploaded").mkdir()
     # The same destination, its config now holding the pin, meets a server with another key: nothing is sent.
     second, seen = _send(tmp_path / "uploaded", pins, host_key_sha256=pins.pinned["s"])
-    assert second.outcome is Outcome.RETRY and "does not match the pinned fingerprint" in second.detail
+    assert second.outcome is AttemptOutcome.FAILED and "does not match the pinned fingerprint" in second.detail
     assert seen.auth_attempts == [] and list((tmp_path / "uploaded").iterdir()) == []
 
 
 def test_without_a_pin_store_a_destination_without_a_fingerprint_is_not_connected_to(tmp_path: Path) -> None:
     result, seen = _send(tmp_path)
-    assert result.outcome is Outcome.RETRY and "host_key_sha256" in result.detail
+    assert result.outcome is AttemptOutcome.FAILED and "host_key_sha256" in result.detail
     assert seen.connections == 0 and seen.auth_attempts == []
     assert list(tmp_path.iterdir()) == []
 
@@ -129,11 +131,11 @@ def test_the_workers_pin_store_keeps_the_first_key_with_the_destination(db: Data
     async def go() -> AttemptResult:
         async with impostor(tmp_path, key) as (port, _):
             config = {"host": "127.0.0.1", "port": port, "username": "gw", "password": PASSWORD, "path": "/"}
-            sender = default_senders(loopback_guard(), DatabaseHostKeyPins(db)).get("sftp")
+            sender = default_senders(loopback_guard(), DatabaseHostKeyPins(db, destinations.pin_host_key)).get("sftp")
             assert sender is not None
             return await sender.send(Target(destination.id, "sftp", config), hl7_message("K2"))
 
-    assert asyncio.run(go()).outcome is Outcome.DELIVERED
+    assert asyncio.run(go()).outcome is AttemptOutcome.DELIVERED
     with db.session() as session:
         stored = session.get(Destination, destination.id)
         assert stored is not None and stored.config["host_key_sha256"] == key.get_fingerprint("sha256")

@@ -31,10 +31,10 @@ from healthway.delivery.senders import Target
 from healthway.delivery.senders.mllp import MllpSender
 from healthway.delivery.senders.sftp import SftpSender
 from healthway.delivery.senders.webhook import WebhookSender
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.outbound import OutboundPolicy
-from healthway.domain.retry import Outcome
+from healthway.net.outbound import OutboundGuard
 from healthway.services import destinations
-from healthway.services.outbound import OutboundGuard
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, AuditEvent, Base, Destination
@@ -266,7 +266,7 @@ def test_a_webhook_whose_name_resolves_to_loopback_is_not_connected_to(
     if allow_loopback:  # the control: the same name, allowed, is delivered to the address the resolver gave
         assert attempt.outcome == "delivered" and len(httpserver.log) == 1
     else:
-        assert (attempt.outcome, attempt.detail) == (Outcome.RETRY.value, REFUSED)
+        assert (attempt.outcome, attempt.detail) == (AttemptOutcome.FAILED.value, REFUSED)
         assert httpserver.log == []
 
 
@@ -329,7 +329,7 @@ def test_mllp_and_sftp_senders_do_not_connect_to_a_refused_address() -> None:
             await mllp.aclose()
             server.close()
             await server.wait_closed()
-        assert all(r.outcome is Outcome.RETRY for r in results)
+        assert all(r.outcome is AttemptOutcome.FAILED for r in results)
         return [r.detail for r in results], connections
 
     details, connections = asyncio.run(go())
@@ -461,5 +461,5 @@ def test_a_stored_token_with_a_line_break_is_a_final_failure_not_a_blocked_lane(
             await sender.aclose()
 
     result = asyncio.run(go())
-    assert result.outcome is Outcome.REJECTED and "verification-token header" in result.detail
+    assert result.outcome is AttemptOutcome.REJECTED and "verification-token header" in result.detail
     assert "X-Injected" not in result.detail and httpserver.log == []

@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from healthway import logconfig
 from healthway.app import Healthway, build
+from healthway.delivery.attempts import Policy
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Senders
 from healthway.delivery.worker import DeliveryWorker
 from healthway.domain.permissions import OrgRole
-from healthway.services.deliveries import Policy
 from healthway.settings import Settings
 from healthway.storage.db import Database
 from healthway.storage.models import Organization

@@ -21,7 +21,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from healthway.domain.outbound import REFUSED
-from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 
 class _GuardedBackend(httpcore.AsyncNetworkBackend):

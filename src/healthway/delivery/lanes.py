@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from healthway.delivery.attempts import Policy, Sent, record
 from healthway.delivery.senders import Message, Target
-from healthway.services import deliveries
-from healthway.services.deliveries import Policy, Sent
+from healthway.delivery.settling import settle_logs
 from healthway.storage import queue
 from healthway.storage.models import Delivery, Destination, Log
 
@@ -32,7 +32,7 @@ def load_outgoing(session: Session, delivery_ids: list[str], *, max_bytes: int) 
         sa.select(Delivery.id, Log.id, Log.source_id, Log.content_type, Log.control_id, Log.size, Destination)
         .join(Log, Log.id == Delivery.log_id)
         .join(Destination, Destination.id == Delivery.destination_id)
-        .where(Delivery.id.in_(delivery_ids), Delivery.status == deliveries.PENDING)
+        .where(Delivery.id.in_(delivery_ids), Delivery.status == queue.PENDING)
     ).all()
     by_id = {row[0]: row for row in rows}
     chosen: list[sa.Row[str, str, str, str, str | None, int, Destination]] = []
@@ -58,7 +58,7 @@ def _outgoing(row: sa.Row[str, str, str, str, str | None, int, Destination], pay
 def record_lane(session: Session, claimed: list[str], results: list[Sent], *, policy: Policy) -> None:
     """Store the lane's attempts (in the order they were sent), give back the deliveries it did not attempt,
     and settle the logs that have a finished delivery."""
-    finished_logs = deliveries.record(session, results, policy=policy)
+    finished_logs = record(session, results, policy=policy)
     attempted = {sent.delivery_id for sent in results}
     queue.release(session, [d for d in claimed if d not in attempted])
-    deliveries.settle_logs(session, finished_logs)
+    settle_logs(session, finished_logs)

@@ -13,8 +13,8 @@ from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders.fhir import DestinationUnavailable, FhirSender
 from healthway.delivery.senders.webhook import UnsafeHeader, headers_for
 from healthway.domain.messages import ContentType
-from healthway.services.outbound import AddressRefused, OutboundGuard
-from healthway.services.sync_requests import Answer, Route
+from healthway.domain.sync_requests import Answer, Route
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 
 class TimedOut(TimeoutError):

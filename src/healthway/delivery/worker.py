@@ -1,8 +1,10 @@
 """The delivery worker: an app Listener that drains the queue until the server stops.
 
 Loop: claim due lanes (storage.queue) up to ``max_lanes`` in flight, process each lane in its own task, then wait
-for a wake-up — intake (``wake``), PostgreSQL NOTIFY from any node, a lane finishing — or the next retry time,
-or the poll interval, whichever comes first. Looking for due lanes is a read; only a find takes the write lock.
+for a wake-up or the next retry time, capped. The wake-up is one hook: every transaction that queues deliveries
+(intake, replay, resuming a destination) wakes the worker after it commits, through the Database's wakers in this
+process and PostgreSQL NOTIFY for the other nodes; a lane finishing wakes it too. Looking for due lanes is a read;
+only a find takes the write lock.
 
 A lane's deliveries are sent one after another, in order; a FIFO lane stops at its first retryable failure (the
 rest wait behind it). Results are recorded in one transaction per batch, and a FIFO lane that got through its
@@ -20,21 +22,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry
 
-from healthway.delivery.host_keys import DatabaseHostKeyPins
+from healthway.delivery.attempts import Policy, Sent
 from healthway.delivery.lanes import Outgoing, load_outgoing, record_lane
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Senders, default_senders
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.delivery.senders.sftp import HostKeyPins
+from healthway.domain.delivery_states import AttemptOutcome
+from healthway.domain.retry import AttemptResult
 from healthway.domain.routing import carry_problem
-from healthway.services.deliveries import Policy, Sent
-from healthway.services.outbound import OutboundGuard
+from healthway.net.outbound import OutboundGuard
 from healthway.storage import queue
 from healthway.storage.db import Database
 from healthway.storage.queue import Lane
+
+if TYPE_CHECKING:
+    from healthway.delivery.pg_listen import PgListener
 
 log = structlog.get_logger("healthway.delivery")
 Clock = Callable[[], datetime]
@@ -44,7 +51,9 @@ MAX_LANE_BYTES = 16 * 2**20  # payloads held in memory per lane; a lane always t
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    poll_interval: float = 1.0  # fallback when no wake-up arrives (another node's intake without NOTIFY)
+    # The longest sleep: another process writing to SQLite (a CLI replay) has no way to wake this one, nor has
+    # another node on PostgreSQL while the LISTEN connection is down.
+    poll_interval: float = 1.0
     lease: timedelta = timedelta(seconds=150)  # > lane_budget + one send timeout, so a live lease never expires
     lane_budget: float = 60.0  # seconds a lane keeps starting new sends
     max_lanes: int = 64  # lanes in flight at once
@@ -64,20 +73,22 @@ class DeliveryWorker:
         metrics: DeliveryMetrics,
         guard: OutboundGuard,
         senders: Senders | None = None,
+        host_keys: HostKeyPins | None = None,
         options: WorkerOptions | None = None,
     ) -> None:
-        """``senders`` defaults to the real ones behind ``guard``, made at ``start`` (so building a worker opens
-        nothing)."""
+        """``senders`` defaults to the real ones behind ``guard`` (SFTP host keys pinned in ``host_keys``), made at
+        ``start`` (so building a worker opens nothing)."""
         self.db, self.clock, self.policy, self.metrics = db, clock, policy, metrics
         self._guard = guard
         self._given_senders = senders
+        self._host_keys = host_keys
         self.senders = senders or Senders({})
         self.options = options or WorkerOptions()
         self._event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lanes: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._listener: threading.Thread | None = None
+        self._listener: PgListener | None = None
         self._thread: threading.Thread | None = None
 
     # -- Listener ---------------------------------------------------------------------------------------------
@@ -85,13 +96,15 @@ class DeliveryWorker:
         """Run the loop on its own thread and event loop: FIFO sends are sequential round trips, and they must
         not wait behind every HTTP request the server's own loop has queued."""
         self._stopping = False
-        self.senders = self._given_senders or default_senders(self._guard, DatabaseHostKeyPins(self.db))
+        self.senders = self._given_senders or default_senders(self._guard, self._host_keys)
         if self.db.is_sqlite:
             await asyncio.to_thread(self._release_stale_leases)
         else:
-            from healthway.delivery.pg_listen import start_listener  # noqa: PLC0415
+            from healthway.delivery.pg_listen import PgListener  # noqa: PLC0415 (psycopg only for PostgreSQL)
 
-            self._listener = start_listener(self.db, self.wake, lambda: self._stopping)
+            self._listener = PgListener(self.db, self.wake)
+            self._listener.start()
+        self.db.add_waker(self.wake)
         ready = threading.Event()
         self._thread = threading.Thread(target=asyncio.run, args=(self._main(ready),), name="delivery", daemon=True)
         self._thread.start()
@@ -110,10 +123,12 @@ class DeliveryWorker:
 
     async def stop(self) -> None:
         self._stopping = True
+        self.db.remove_waker(self.wake)
         self.wake()
-        for thread in (self._thread, self._listener):
-            if thread is not None:
-                await asyncio.to_thread(thread.join, 5)
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.stop)
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5)
 
     def is_up(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stopping
@@ -211,7 +226,7 @@ class DeliveryWorker:
             started = self.clock()
             result = await self._attempt(item)
             results.append(Sent(item.delivery_id, result, started, self.clock()))
-            if lane.fifo and result.outcome is Outcome.RETRY:
+            if lane.fifo and result.outcome is AttemptOutcome.FAILED:
                 break  # FIFO: nothing after this message is attempted before it is delivered or given up
         return results
 
@@ -219,7 +234,7 @@ class DeliveryWorker:
         """Whether a FIFO lane claims its next batch when it records this one."""
         if not lane.fifo or self._stopping or time.monotonic() > deadline or len(results) < len(lane.delivery_ids):
             return False
-        return all(sent.result.outcome is not Outcome.RETRY for sent in results)
+        return all(sent.result.outcome is not AttemptOutcome.FAILED for sent in results)
 
     async def _record_safely(self, lane: Lane, results: list[Sent], *, go_on: bool) -> list[str]:
         """Record (and, with ``go_on``, claim the lane's next batch), retrying while the database is busy or away:
@@ -242,12 +257,12 @@ class DeliveryWorker:
 
     async def _send(self, item: Outgoing) -> AttemptResult:
         if problem := carry_problem(item.target.kind, item.message.content_type, item.message.payload):
-            return AttemptResult(Outcome.FILTERED, None, problem)
+            return AttemptResult(AttemptOutcome.FILTERED, None, problem)
         if not item.destination_enabled:
             return AttemptResult.retry("the destination is disabled")
         sender = self.senders.get(item.target.kind)
         if sender is None:
-            return AttemptResult(Outcome.REJECTED, None, f"no sender for destination kind {item.target.kind!r}")
+            return AttemptResult(AttemptOutcome.REJECTED, None, f"no sender for destination kind {item.target.kind!r}")
         try:
             return await sender.send(item.target, item.message)
         except Exception as exc:  # a sender bug must cost one attempt, not the worker
@@ -276,9 +291,12 @@ def build_worker(
     metrics: CollectorRegistry,
     max_age_seconds: float,
     guard: OutboundGuard,
+    host_keys: HostKeyPins,
     senders: Senders | None = None,
 ) -> DeliveryWorker:
     """The worker ``build()`` wires into every Healthway (it starts with the server)."""
     policy = Policy(max_age=timedelta(seconds=max_age_seconds))
     metrics_ = DeliveryMetrics(metrics)
-    return DeliveryWorker(db=db, clock=clock, policy=policy, metrics=metrics_, guard=guard, senders=senders)
+    return DeliveryWorker(
+        db=db, clock=clock, policy=policy, metrics=metrics_, guard=guard, senders=senders, host_keys=host_keys
+    )

@@ -6,20 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+
+from healthway.domain.delivery_states import AttemptOutcome
 
 # Delay before the retry that follows the n-th failed attempt (index n-1); the last one repeats.
 SCHEDULE: tuple[float, ...] = (0, 10, 10, 20, 30, 50, 80, 120)
 MAX_DETAIL = 500
-
-
-class Outcome(StrEnum):
-    """How one attempt ended."""
-
-    DELIVERED = "delivered"
-    RETRY = "error"  # a failure worth retrying (timeout, refused connection, 5xx, AE/CE)
-    REJECTED = "rejected"  # a final failure: the destination refused the message itself (AR/CR)
-    FILTERED = "filtered"  # never sent: the destination cannot carry this content
 
 
 def retry_delay(failures: int, schedule: Sequence[float] = SCHEDULE) -> timedelta:
@@ -45,10 +37,10 @@ def next_attempt_at(
 class AttemptResult:
     """What a sender reports about one attempt. ``detail`` is short and never holds secrets or payload."""
 
-    outcome: Outcome
+    outcome: AttemptOutcome
     response_code: str | None = None  # HTTP status, MSA-1 acknowledgment code, ...
     detail: str = ""
 
     @classmethod
     def retry(cls, detail: str, response_code: str | None = None) -> AttemptResult:
-        return cls(Outcome.RETRY, response_code, detail[:MAX_DETAIL])
+        return cls(AttemptOutcome.FAILED, response_code, detail[:MAX_DETAIL])

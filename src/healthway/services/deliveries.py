@@ -1,50 +1,26 @@
-"""Deliveries: routing a new log to its subscriptions, recording attempts, and waking the workers.
+"""Deliveries: routing a new log to its subscriptions, queueing replays, and the log views of deliveries.
 
 ``route`` runs inside the intake transaction, so a log and its deliveries commit together (durable before
-acknowledged, nothing routed twice). Workers then claim deliveries (storage.queue), send them (delivery/) and
-report each attempt here with ``record``.
+acknowledged, nothing routed twice). Queueing (storage.queue) wakes the workers once the transaction commits;
+they claim the deliveries, send them and record each attempt (delivery/).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-import structlog
 from sqlalchemy.orm import Session
 
-from healthway.domain import retry
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.delivery_states import DeliveryStatus
 from healthway.domain.routing import Filters, MessageFacts, Ordering, matches
 from healthway.errors import InvalidRequest
+from healthway.storage import queue
 from healthway.storage.models import Attempt, Delivery, Destination, Log, Subscription, new_id
 
-log = structlog.get_logger("healthway.delivery")
-
-PG_CHANNEL = "healthway_deliveries"  # LISTEN/NOTIFY channel that wakes the workers of every node
-PENDING, DELIVERED, FAILED, FILTERED = "pending", "delivered", "failed", "filtered"
-_QUEUED = "healthway.queued"  # session.info key: this transaction queued deliveries
 TABLES = Delivery.metadata.tables  # Core tables: these statements need no unit-of-work bookkeeping
-_FINAL_STATUS = {Outcome.DELIVERED: DELIVERED, Outcome.REJECTED: FAILED, Outcome.FILTERED: FILTERED}
-
-
-@runtime_checkable
-class Wakeable(Protocol):
-    def wake(self) -> None:
-        """Look for due deliveries now. Safe to call from any thread."""
-
-
-def notify(listeners: Iterable[object]) -> None:
-    """Wake this process's delivery workers; call it after the intake transaction commits.
-
-    Other nodes hear of new deliveries through PostgreSQL NOTIFY (sent by ``route`` at commit) or their poll.
-    """
-    for listener in listeners:
-        if isinstance(listener, Wakeable):
-            listener.wake()
 
 
 def filters_of(subscription: Subscription) -> Filters:
@@ -106,8 +82,7 @@ def route(session: Session, *, log: Log, destination_ids: list[str] | None) -> i
         return 0
     sequences = _take_sequences(session, [s.id for s in matched if _is_fifo(s)])
     rows = [_pending(log, s.id, s.destination_id, sequences.get(s.id, 0), log.received_at) for s in matched]
-    session.execute(sa.insert(TABLES["deliveries"]), rows)
-    announce(session)
+    queue.enqueue(session, rows)
     return len(rows)
 
 
@@ -121,7 +96,7 @@ def _pending(
         "subscription_id": subscription_id,
         "destination_id": destination_id,
         "sequence": sequence,
-        "status": PENDING,
+        "status": DeliveryStatus.PENDING.value,
         "next_attempt_at": now,
         "created_at": now,
         "attempt_count": 0,
@@ -134,23 +109,14 @@ def resume(session: Session, destination_id: str, *, now: datetime) -> None:
     table = TABLES["deliveries"]
     session.execute(
         sa.update(table)
-        .where(table.c.destination_id == destination_id, table.c.status == PENDING, table.c.next_attempt_at > now)
+        .where(
+            table.c.destination_id == destination_id,
+            table.c.status == DeliveryStatus.PENDING.value,
+            table.c.next_attempt_at > now,
+        )
         .values(next_attempt_at=now)
     )
-    announce(session)
-
-
-def queued(session: Session) -> bool:
-    """Whether this (committed) session queued deliveries."""
-    return bool(session.info.get(_QUEUED))
-
-
-def announce(session: Session) -> None:
-    """Tell the workers of every node that deliveries are waiting (PostgreSQL NOTIFY, sent only on commit); this
-    node's own workers are woken after the commit when ``queued(session)`` says so."""
-    session.info[_QUEUED] = True
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, "")))
+    queue.announce(session)
 
 
 def new_delivery(
@@ -161,131 +127,9 @@ def new_delivery(
         _take_sequences(session, [subscription.id])[subscription.id] if subscription and _is_fifo(subscription) else 0
     )
     target = subscription.destination_id if subscription else destination_id
-    delivery = Delivery(**_pending(log, subscription.id if subscription else None, target, sequence, now))
-    session.add(delivery)
-    return delivery
-
-
-# -- recording attempts ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Policy:
-    """When to stop retrying; the schedule is DESIGN §2's unless a test shortens it."""
-
-    max_age: timedelta
-    schedule: Sequence[float] = retry.SCHEDULE
-
-
-@dataclass(frozen=True)
-class Sent:
-    """One attempt as a worker made it."""
-
-    delivery_id: str
-    result: AttemptResult
-    started_at: datetime
-    finished_at: datetime
-
-
-def record(session: Session, attempts: Sequence[Sent], *, policy: Policy) -> set[str]:
-    """Store the attempts and move each delivery on: finished, or rescheduled per the retry policy (its lease is
-    dropped either way). Returns the IDs of the logs that have a finished delivery now.
-
-    Three Core statements however many attempts: a worker records a whole lane at once.
-    """
-    table = TABLES["deliveries"]
-    ids = [a.delivery_id for a in attempts]
-    current = session.execute(
-        sa.select(table.c.id, table.c.log_id, table.c.destination_id, table.c.attempt_count, table.c.created_at).where(
-            table.c.id.in_(ids)
-        )
-    )
-    known = {row.id: row for row in current}  # a delivery may be gone: its destination was deleted meanwhile
-    new_attempts, changes, finished = [], [], set()
-    for attempt in attempts:
-        if (row := known.get(attempt.delivery_id)) is None:
-            continue
-        number = row.attempt_count + 1
-        status, next_attempt_at = _next_state(attempt, number, row.created_at, policy)
-        new_attempts.append(_attempt_row(attempt, number))
-        changes.append({"b_id": row.id, "status": status, "count": number, "next": next_attempt_at})
-        if status != PENDING:
-            finished.add(row.log_id)
-        _tell(attempt.result, row.destination_id, row.log_id, number, status)
-    if changes:
-        session.execute(sa.insert(TABLES["attempts"]), new_attempts)
-        session.execute(_MOVE_ON, changes)
-    return finished
-
-
-def _tell(result: AttemptResult, destination_id: str, log_id: str, number: int, status: str) -> None:
-    """Failures reach the server log, not only /metrics: a warning per failed attempt, an error on giving up.
-    Identifiers and the sender's short reason only, never payload."""
-    if result.outcome in (Outcome.DELIVERED, Outcome.FILTERED):
-        return
-    fields = {"destination_id": destination_id, "log_id": log_id, "attempt": number, "reason": result.detail}
-    if status == FAILED:
-        log.error("delivery failed for good", outcome=result.outcome.value, **fields)
-    else:
-        log.warning("delivery attempt failed; will retry", **fields)
-
-
-_MOVE_ON = (
-    sa.update(TABLES["deliveries"])
-    .where(TABLES["deliveries"].c.id == sa.bindparam("b_id"))
-    .values(
-        status=sa.bindparam("status"),
-        attempt_count=sa.bindparam("count"),
-        next_attempt_at=sa.bindparam("next"),
-        locked_until=None,
-    )
-)
-
-
-def _next_state(attempt: Sent, number: int, created_at: datetime, policy: Policy) -> tuple[str, datetime | None]:
-    """(status, next attempt time) after attempt ``number``."""
-    if attempt.result.outcome is not Outcome.RETRY:
-        return _FINAL_STATUS[attempt.result.outcome], None
-    next_attempt_at = retry.next_attempt_at(
-        failures=number,
-        now=attempt.finished_at,
-        created_at=created_at,
-        max_age=policy.max_age,
-        schedule=policy.schedule,
-    )
-    return (PENDING if next_attempt_at else FAILED), next_attempt_at
-
-
-def _attempt_row(attempt: Sent, number: int) -> dict[str, Any]:
-    result = attempt.result
-    return {
-        "delivery_id": attempt.delivery_id,
-        "number": number,
-        "started_at": attempt.started_at,
-        "finished_at": attempt.finished_at,
-        "outcome": result.outcome.value,
-        "response_code": result.response_code,
-        "detail": result.detail[: retry.MAX_DETAIL] or None,
-    }
-
-
-def settle_logs(session: Session, log_ids: Iterable[str]) -> None:
-    """Set each log's status from its deliveries: ``received`` while any is pending, then delivered or failed."""
-    ids = sorted(set(log_ids))
-    if not ids:
-        return
-    # Lock the log rows first (PostgreSQL; in one order, so no deadlock): two nodes finishing a log's last two
-    # deliveries at once must not both see the other's as pending. The UPDATE below then reads committed state.
-    session.execute(sa.select(Log.id).where(Log.id.in_(ids)).order_by(Log.id).with_for_update())
-
-    def having(status: str) -> sa.Exists:
-        return sa.exists().where(Delivery.log_id == Log.id, Delivery.status == status)
-
-    status = sa.case((having(PENDING), "received"), (having(FAILED), FAILED), else_=DELIVERED)
-    logs = TABLES["logs"]
-    session.execute(
-        sa.update(logs).where(logs.c.id.in_(ids), sa.exists().where(Delivery.log_id == Log.id)).values(status=status)
-    )
+    row = _pending(log, subscription.id if subscription else None, target, sequence, now)
+    queue.enqueue(session, [row])
+    return session.get_one(Delivery, row["id"])
 
 
 # -- views ------------------------------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.permissions import Permission
 from healthway.domain.routing import DestinationKind
 from healthway.errors import InvalidRequest
+from healthway.net.tls_material import MAX_PEM, TlsMaterialError, tls_context
 from healthway.services import audit, authz, callers, deliveries
 from healthway.services.paging import EnvironmentScope, Page, View
-from healthway.services.tls_material import MAX_PEM, TlsMaterialError, tls_context
 from healthway.storage.models import Destination, Environment
 
 SECRET_FIELDS = frozenset(

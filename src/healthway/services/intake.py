@@ -3,8 +3,8 @@
 A transport authenticates its peer, validates what it read and builds a ``Submission`` (HTTP in
 ``transports/http/data_wire.py``; HL7v2 frames and files next); ``accept`` stores it as one Log row (raw bytes +
 metadata) with its deliveries and returns only once that is committed: durable before acknowledged. Writes go
-through the group committer (one transaction and one fsync for every message arriving meanwhile), and a commit
-that queued deliveries wakes this node's delivery worker at once.
+through the group committer (one transaction and one fsync for every message arriving meanwhile); a commit that
+queued deliveries wakes the delivery workers at once (``storage.db``'s after-commit hook).
 
 Duplicates (same source + Idempotency-Key or MSH-10 within 24 h) are answered with the original receipt and not
 routed again; the same Idempotency-Key with a different body is refused.
@@ -123,12 +123,11 @@ def store(session: Session, submission: Submission) -> Receipt:
 
 
 class Intake:
-    """The door. ``committer`` is a part of the node (started and stopped with it); ``wake`` is called after a
-    commit that queued deliveries."""
+    """The door. ``committer`` is a part of the node (started and stopped with it). Routing queues deliveries,
+    and queueing wakes the delivery workers once the batch commits (the Database's after-commit hook)."""
 
-    def __init__(self, db: Database, *, wake: Callable[[], None]) -> None:
-        self._wake = wake
-        self.committer = GroupCommitter(db, on_commit=self._after_commit)
+    def __init__(self, db: Database) -> None:
+        self.committer = GroupCommitter(db)
 
     async def accept(self, submission: Submission) -> Receipt:
         """Store one message; returns once it is committed. Raises what ``store`` raises (and
@@ -143,7 +142,3 @@ class Intake:
         """Run an intake use case's own unit of work (a synchronous request's log and answer) in the next batch;
         returns its result once committed."""
         return await self.committer.submit(work)
-
-    def _after_commit(self, session: Session) -> None:
-        if deliveries.queued(session):  # due at once: no polling delay; a batch that queued none wakes nobody
-            self._wake()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from healthway.domain import routing
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
+from healthway.domain.delivery_states import LogStatus
 from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, NotFound, PermissionDenied
 from healthway.services import audit, authz, callers, deliveries
@@ -24,7 +25,7 @@ from healthway.services.paging import EnvironmentScope, Page, View
 from healthway.storage.models import Environment, Log
 from healthway.storage.pagination import page
 
-STATUSES = ("received", "delivered", "failed")
+STATUSES = tuple(status.value for status in LogStatus)
 TRANSPORTS = ("http", "mllp", "sftp")
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from healthway.domain.actors import Actor
 from healthway.domain.audit import AuditAction
+from healthway.domain.delivery_states import LogStatus, advance
 from healthway.domain.permissions import Permission
 from healthway.errors import InvalidRequest, NotFound, PermissionDenied
 from healthway.services import audit, authz, deliveries
@@ -59,7 +60,7 @@ def replay(
     """New pending deliveries of ``log_id`` (queued behind the subscription's FIFO lane when there is one).
 
     Writes a ``log:replay`` audit event, and a ``payload:view`` one when the log goes to a destination it was
-    never routed to. The caller wakes the workers after committing.
+    never routed to. Queueing them wakes the workers once the transaction commits.
     """
     log = session.get(Log, log_id)
     environment = session.get(Environment, log.environment_id) if log else None
@@ -71,9 +72,8 @@ def replay(
     new = [t for t in targets if t not in routed]
     _require_disclosure(session, actor, environment, new)
     created = [_redeliver(session, log, target, now) for target in targets]
-    log.status = "received"
+    log.status = advance(log.status, LogStatus.RECEIVED)
     session.flush()
-    deliveries.announce(session)
     _audit(session, actor, environment, log, [d.destination_id for d in created], new)
     return log, created
 

@@ -10,37 +10,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 import anyio
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from healthway.domain.delivery_states import AttemptOutcome, DeliveryStatus
 from healthway.domain.routing import MessageFacts, matches
+from healthway.domain.sync_requests import Answer, Route
 from healthway.errors import BadGateway, GatewayTimeout, InvalidRequest, NotFound
 from healthway.services import intake
-from healthway.services.deliveries import DELIVERED, FAILED, filters_of
+from healthway.services.deliveries import filters_of
 from healthway.storage.db import Database
 from healthway.storage.models import Attempt, Delivery, Destination, Subscription
 
 MAX_LOGGED_RESPONSE = 256 * 1024
-
-
-@dataclass(frozen=True)
-class Route:
-    subscription_id: str
-    destination_id: str
-    kind: str
-    config: dict[str, object]
-
-
-@dataclass(frozen=True)
-class Answer:
-    status_code: int  # of the destination; 0 when it did not answer
-    content_type: str
-    body: bytes
-    detail: str
 
 
 Submit = Callable[[Callable[[Session], str]], Awaitable[str]]
@@ -140,7 +126,7 @@ def record(
         log_id=receipt.log_id,
         subscription_id=route.subscription_id,
         destination_id=route.destination_id,
-        status=DELIVERED if ok else FAILED,
+        status=DeliveryStatus.DELIVERED if ok else DeliveryStatus.FAILED,
         created_at=started,
     )
     session.add(delivery)
@@ -151,7 +137,7 @@ def record(
             number=1,
             started_at=started,
             finished_at=finished,
-            outcome="delivered" if ok else "failed",
+            outcome=AttemptOutcome.DELIVERED if ok else AttemptOutcome.FAILED,
             response_code=str(answer.status_code) if answer.status_code else None,
             detail=answer.detail,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,16 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 DRIVERS = {"sqlite": "sqlite+pysqlite", "postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600  # the data dir holds PHI and destination secrets: the owner's alone
 UNSTORABLE = "the request holds a value the database cannot store"
+_WAKE = "healthway.wake"  # session.info key: call the Database's wakers once this transaction commits
+Waker = Callable[[], None]
+
+
+def wake_after_commit(session: Session) -> None:
+    """Have the Database's wakers called once ``session``'s transaction commits (never if it rolls back).
+
+    The one wake-up of the delivery workers: ``storage.queue`` calls this whenever a transaction queues a delivery
+    or makes one due, so no writer (intake, replay, resuming a destination, the CLI) has to remember to."""
+    session.info[_WAKE] = True
 
 
 def parse_url(raw: str) -> URL:
@@ -100,6 +110,8 @@ class Database:
                 hide_parameters=True,
             )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._wakers: list[Waker] = []
+        event.listen(self._sessions, "after_commit", self._after_commit)
         # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in growing steps (up to
         # 100 ms) before it looks again. Writers of this process therefore queue on a mutex instead, which wakes
         # the next one the moment the previous commits; other processes (a CLI command) still use the timeout.
@@ -130,6 +142,19 @@ class Database:
             for p in candidates
             if (mode := _group_or_other_mode(p))
         ]
+
+    def add_waker(self, waker: Waker) -> None:
+        """Call ``waker`` (from the committing thread: it must be quick and thread-safe) after every commit of this
+        process that queued deliveries (``wake_after_commit``)."""
+        self._wakers.append(waker)
+
+    def remove_waker(self, waker: Waker) -> None:
+        self._wakers.remove(waker)
+
+    def _after_commit(self, session: Session) -> None:
+        if session.info.pop(_WAKE, False):
+            for waker in list(self._wakers):
+                waker()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -29,9 +29,8 @@ class GroupCommitter:
 
     name = "group_commit"
 
-    def __init__(self, db: Database, *, on_commit: Callable[[Session], None] = lambda _session: None) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._on_commit = on_commit  # called with each batch's session once it is committed (e.g. wake the workers)
         self._pending: list[tuple[Work, asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -66,17 +65,15 @@ class GroupCommitter:
             self._wake.clear()
             batch, self._pending = self._pending, []
             if batch:
-                outcomes, session = await asyncio.to_thread(self._commit, [work for work, _ in batch])
-                if session is not None:
-                    self._on_commit(session)
+                outcomes = await asyncio.to_thread(self._commit, [work for work, _ in batch])
                 for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
                     if not future.done():
                         future.set_result(value) if ok else future.set_exception(value)
             if self._stopping and not self._pending:
                 return
 
-    def _commit(self, works: list[Work]) -> tuple[list[tuple[bool, Any]], Session | None]:
-        """(each unit's outcome, the committed session or None when nothing was).
+    def _commit(self, works: list[Work]) -> list[tuple[bool, Any]]:
+        """Each unit's outcome.
 
         Fast path: the whole batch in one transaction. Should any unit fail, roll back and run the batch
         again with a savepoint per unit, so only the failing unit is refused (units are safe to re-run: they
@@ -89,15 +86,15 @@ class GroupCommitter:
         except Exception:
             log.exception("group commit failed; retrying unit by unit", batch=len(works))
         else:
-            return outcomes, session
+            return outcomes
         try:
             with self._db.session() as session:
                 outcomes = [self._one(session, work) for work in works]
         except Exception as exc:  # the commit itself failed: nothing of this batch is stored
             log.exception("group commit failed", error=type(exc).__name__, batch=len(works))
             failure = StorageUnavailable("the message could not be stored; retry later")
-            return [(False, failure)] * len(works), None
-        return outcomes, session
+            return [(False, failure)] * len(works)
+        return outcomes
 
     @staticmethod
     def _one(session: Session, work: Work) -> tuple[bool, Any]:

@@ -35,6 +35,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from healthway.domain.delivery_states import DeliveryStatus, LogStatus
+
 # A naming convention makes constraint names stable, which Alembic needs to alter them later (batch mode on SQLite).
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -314,7 +316,7 @@ class Log(Base):
     meta: Mapped[dict[str, Any] | None]
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    status: Mapped[str] = mapped_column(String(20), default="received")
+    status: Mapped[str] = mapped_column(String(20), default=LogStatus.RECEIVED.value)
 
 
 class Delivery(Base):
@@ -329,7 +331,7 @@ class Delivery(Base):
     destination_id: Mapped[str] = _fk("destinations.id")
     # FIFO order within a subscription; assigned at intake, monotonic per subscription.
     sequence: Mapped[int] = mapped_column(BigInteger, default=0)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|delivered|failed|filtered
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING.value)
     next_attempt_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A worker's claim (lease): set while it sends, so no other worker or node takes the delivery; a crashed
@@ -345,7 +347,7 @@ class Attempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
-    outcome: Mapped[str] = mapped_column(String(20))
+    outcome: Mapped[str] = mapped_column(String(20))  # an AttemptOutcome value
     response_code: Mapped[str | None] = mapped_column(String(20))
     detail: Mapped[str | None] = mapped_column(Text)
 

@@ -15,14 +15,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
+from healthway.domain.delivery_states import DeliveryStatus
 from healthway.domain.routing import Ordering
+from healthway.storage.db import wake_after_commit
 from healthway.storage.models import Delivery, Subscription
 
-PENDING = "pending"
+PENDING = DeliveryStatus.PENDING.value
+PG_CHANNEL = "healthway_deliveries"  # LISTEN/NOTIFY channel that wakes the workers of every node
 
 
 @dataclass
@@ -32,6 +36,21 @@ class Lane:
     key: str  # the subscription ID of a FIFO lane, else the delivery ID
     fifo: bool
     delivery_ids: list[str] = field(default_factory=list)
+
+
+def enqueue(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert pending deliveries (``rows`` of the deliveries table) and wake the workers once they commit."""
+    session.execute(sa.insert(Delivery.metadata.tables["deliveries"]), list(rows))
+    announce(session)
+
+
+def announce(session: Session) -> None:
+    """Wake the delivery workers once this transaction commits: this process's through the Database's wakers,
+    every other node's and process's through PostgreSQL NOTIFY (delivered at commit, dropped on rollback).
+    On SQLite other processes (a CLI replay) are seen by the worker's capped sleep."""
+    wake_after_commit(session)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.select(sa.func.pg_notify(PG_CHANNEL, "")))
 
 
 def _is_head() -> sa.ColumnElement[bool]:

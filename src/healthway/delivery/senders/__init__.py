@@ -1,7 +1,7 @@
 """Senders: one small class per destination kind behind the ``Sender`` Protocol, chosen from a registry.
 
 A sender turns one message into one attempt result. It never raises for a delivery problem (refused connection,
-timeout, bad answer): it reports ``Outcome.RETRY`` or ``Outcome.REJECTED`` with a short detail, which must not
+timeout, bad answer): it reports ``AttemptOutcome.FAILED`` (retried) or ``REJECTED`` with a short detail, which must not
 contain secrets or payload.
 """
 
@@ -15,7 +15,7 @@ from healthway.domain.retry import AttemptResult
 
 if TYPE_CHECKING:
     from healthway.delivery.senders.sftp import HostKeyPins
-    from healthway.services.outbound import OutboundGuard
+    from healthway.net.outbound import OutboundGuard
 
 SEND_TIMEOUT = 30.0  # DESIGN §7: no answer in 30 s = retry
 

@@ -18,9 +18,10 @@ import orjson
 from healthway.delivery.guarded import AnswerTooLarge, guarded_client, read_capped
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.delivery.senders.fhir_auth import ClientCredentials, TokenCache, TokenUnavailable
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.messages import ContentType
-from healthway.domain.retry import AttemptResult, Outcome
-from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.domain.retry import AttemptResult
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 MAX_ANSWER = 40 * 2**20  # default cap on an answer's body (the Forwarder passes HEALTHWAY_MAX_MESSAGE_BYTES)
 
@@ -132,9 +133,9 @@ class FhirSender:
             return AttemptResult.retry(str(exc))
         code = str(answer.status_code)
         if 200 <= answer.status_code < 300:
-            return AttemptResult(Outcome.DELIVERED, code, f"HTTP {code}")
+            return AttemptResult(AttemptOutcome.DELIVERED, code, f"HTTP {code}")
         if answer.status_code in (400, 422):  # the server understood and refused this content: retrying won't help
-            return AttemptResult(Outcome.REJECTED, code, f"HTTP {code}")
+            return AttemptResult(AttemptOutcome.REJECTED, code, f"HTTP {code}")
         return AttemptResult.retry(f"HTTP {code}", code)
 
     async def aclose(self) -> None:

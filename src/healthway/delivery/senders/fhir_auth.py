@@ -31,7 +31,7 @@ from joserfc.jwk import ECKey, RSAKey
 
 from healthway.delivery.guarded import AnswerTooLarge, read_capped
 from healthway.domain.messages import ContentType
-from healthway.services.outbound import AddressRefused
+from healthway.net.outbound import AddressRefused
 
 ASSERTION_LIFETIME = 300  # SMART Backend Services: a client assertion expires at most 5 minutes after it is made
 DEFAULT_LIFETIME = 300.0  # a token answer without expires_in: assume a short life (a 401 refetches in any case)

@@ -21,17 +21,22 @@ from typing import Any
 
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
 from healthway.domain import hl7
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.hl7 import Ack, AckStatus
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.retry import AttemptResult
 from healthway.errors import FrameTooLarge, MalformedHl7
-from healthway.services.outbound import AddressRefused, OutboundGuard
-from healthway.services.tls_material import TlsMaterialError, tls_context
+from healthway.net.outbound import AddressRefused, OutboundGuard
+from healthway.net.tls_material import TlsMaterialError, tls_context
 
 LEGACY_FILE_FIELDS = ("ca_file", "cert_file", "key_file")  # paths of old configs the migration could not convert
 
 MAX_ACK_BYTES = 1 << 20
 READ_SIZE = 1 << 16
-_OUTCOMES = {AckStatus.ACCEPT: Outcome.DELIVERED, AckStatus.ERROR: Outcome.RETRY, AckStatus.REJECT: Outcome.REJECTED}
+_OUTCOMES = {
+    AckStatus.ACCEPT: AttemptOutcome.DELIVERED,
+    AckStatus.ERROR: AttemptOutcome.FAILED,
+    AckStatus.REJECT: AttemptOutcome.REJECTED,
+}
 
 
 def read_ack(answer: bytes) -> Ack | None:
@@ -113,7 +118,7 @@ class MllpSender:
                 await self._drop(target.id)
                 return AttemptResult.retry(detail)
             result = ack_result(read_ack(frame), control_id)
-            if result.outcome is Outcome.RETRY and result.response_code is None:
+            if result.outcome is AttemptOutcome.FAILED and result.response_code is None:
                 await self._drop(target.id)  # out of step with the peer: start over on a fresh connection
             return result
 

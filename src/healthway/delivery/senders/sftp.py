@@ -20,9 +20,10 @@ import asyncssh
 import structlog
 
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.domain.messages import ContentType
-from healthway.domain.retry import AttemptResult, Outcome
-from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.domain.retry import AttemptResult
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 log = structlog.get_logger("healthway.delivery")
 NO_FINGERPRINT = "no host key fingerprint (host_key_sha256) is pinned: nothing is sent to an unverified server"
@@ -89,7 +90,7 @@ class SftpSender:
             path = await asyncio.wait_for(self._upload(target, message), self._timeout)
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             return AttemptResult.retry(_failure(exc))
-        return AttemptResult(Outcome.DELIVERED, None, f"uploaded {path}")
+        return AttemptResult(AttemptOutcome.DELIVERED, None, f"uploaded {path}")
 
     async def _upload(self, target: Target, message: Message) -> str:
         config = target.config

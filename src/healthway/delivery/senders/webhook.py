@@ -13,8 +13,9 @@ import yarl
 
 from healthway.delivery.guarded import GuardedResolver, check_literal
 from healthway.delivery.senders import SEND_TIMEOUT, Message, Target
-from healthway.domain.retry import AttemptResult, Outcome
-from healthway.services.outbound import AddressRefused, OutboundGuard
+from healthway.domain.delivery_states import AttemptOutcome
+from healthway.domain.retry import AttemptResult
+from healthway.net.outbound import AddressRefused, OutboundGuard
 
 MAX_ANSWER = 2**20  # bytes of a destination's answer read before giving up on reusing its connection
 USER_AGENT = "Healthway"
@@ -89,7 +90,7 @@ class WebhookSender:
         try:
             headers = headers_for(target, message)
         except UnsafeHeader as exc:  # final: the same stored value would fail every retry and block the FIFO lane
-            return AttemptResult(Outcome.REJECTED, None, str(exc))
+            return AttemptResult(AttemptOutcome.REJECTED, None, str(exc))
         url = yarl.URL(str(target.config["url"]))
         try:
             check_literal(self._guard, url.host or "")
@@ -103,7 +104,7 @@ class WebhookSender:
             return AttemptResult.retry(_failure(exc))
         code = str(status)
         if 200 <= status < 300:
-            return AttemptResult(Outcome.DELIVERED, code, f"HTTP {code}")
+            return AttemptResult(AttemptOutcome.DELIVERED, code, f"HTTP {code}")
         return AttemptResult.retry(f"HTTP {code}", code)
 
     async def aclose(self) -> None:

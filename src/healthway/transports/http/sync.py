@@ -16,11 +16,12 @@ from starlette.routing import Route
 from healthway.domain import scopes
 from healthway.domain.messages import ContentType, DataModelMeta
 from healthway.domain.routing import MessageFacts
+from healthway.domain.sync_requests import Answer
+from healthway.domain.sync_requests import Route as SyncRoute
 from healthway.errors import HealthwayError, InvalidRequest
 from healthway.runtime import Healthway
 from healthway.services import sync_requests
 from healthway.services.intake import Submission
-from healthway.services.sync_requests import Answer
 from healthway.transports.http import data_wire
 from healthway.transports.http.bearer import Caller
 
@@ -29,7 +30,7 @@ RESOURCE_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")  # FHIR's id datatype
 
 
 def _exchange(
-    hw: Healthway, route: sync_requests.Route, sub: Submission, call: Callable[[], Awaitable[Answer]]
+    hw: Healthway, route: SyncRoute, sub: Submission, call: Callable[[], Awaitable[Answer]]
 ) -> Awaitable[Answer]:
     """``sync_requests.exchange`` with this app's request timeout, clock and writer."""
     return sync_requests.exchange(

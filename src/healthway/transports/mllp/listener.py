@@ -25,9 +25,9 @@ from prometheus_client import CollectorRegistry, Counter
 from healthway.domain import hl7
 from healthway.domain.mllp_peers import admits
 from healthway.errors import FrameTooLarge
+from healthway.net.tls_material import peer_fingerprint, server_context
 from healthway.runtime import Healthway
 from healthway.services.mllp_peers import PeerDirectory
-from healthway.services.tls_material import peer_fingerprint, server_context
 from healthway.transports.mllp.frames import FrameHandler, Sender
 
 log = structlog.get_logger("healthway.mllp")

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from healthway.domain.permissions import Permission
-from healthway.services import callers, deliveries, destinations
+from healthway.services import callers, destinations
 from healthway.services.paging import EnvironmentScope
 from healthway.transports.http.platform.deps import (
     ActorDep,
@@ -119,9 +119,7 @@ def update_destination(destination_id: str, body: Switch, hw: HealthwayDep, acto
         destinations.set_enabled(
             session, actor=actor, destination=destination, environment=env, enabled=body.enabled, now=hw.clock()
         )
-        result = destinations.view(destination, env)
-    deliveries.notify(hw.parts)
-    return result
+        return destinations.view(destination, env)
 
 
 @router.delete("/destinations/{destination_id}", status_code=204)

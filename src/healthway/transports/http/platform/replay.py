@@ -23,6 +23,4 @@ def replay_log(log_id: str, hw: HealthwayDep, actor: ActorDep, body: ReplayReque
     destination = body.destination if body else None
     with hw.db.session() as session:
         log, created = replay.replay(session, actor=actor, log_id=log_id, destination_id=destination, now=hw.clock())
-        result = {"log_id": log.id, "deliveries": [deliveries.delivery_view(d, []) for d in created]}
-    deliveries.notify(hw.parts)
-    return result
+        return {"log_id": log.id, "deliveries": [deliveries.delivery_view(d, []) for d in created]}
