@@ -14,9 +14,9 @@ from healthway.services import (
     deliveries,
     destinations,
     organizations,
+    personal_tokens,
     sources,
     subscriptions,
-    tokens,
     users,
 )
 from healthway.storage.models import (
@@ -50,7 +50,7 @@ def make_org(session: Session, *, name: str = "Northwind", email: str = "admin@n
     )
     admin = users.find_by_email(session, email)
     assert admin is not None and created.owner_password is not None
-    _, token = tokens.create(session, user=admin, name="test", organization_id=created.organization.id)
+    _, token = personal_tokens.create(session, user=admin, name="test", organization_id=created.organization.id)
     envs = {e.name: e for e in organizations.environments(session, created.organization.id)}
     return World(created.organization, admin, created.owner_password, token, envs)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
+from healthway.delivery.forwarder import Forwarder
 from healthway.delivery.host_keys import DatabaseHostKeyPins
-from healthway.delivery.requests import Forwarder
 from healthway.delivery.worker import build_worker
 from healthway.domain.outbound import OutboundPolicy
 from healthway.domain.passwords import Passwords
@@ -18,7 +18,7 @@ from healthway.services import destinations
 from healthway.services.intake import Intake
 from healthway.services.jwks_fetcher import HttpJwksFetcher, JwksFetcher
 from healthway.services.login import PasswordChecker
-from healthway.services.oauth_clients import OAuthServer
+from healthway.services.oauth_server import OAuthServer
 from healthway.services.ratelimit import BruteForceGuard, RateLimiter, parse_limit
 from healthway.settings import Settings
 from healthway.storage.db import Database

@@ -21,13 +21,13 @@ if TYPE_CHECKING:  # the container names its collaborators' types; they import n
     from limits import RateLimitItem
     from prometheus_client import CollectorRegistry
 
-    from healthway.delivery.requests import Forwarder
+    from healthway.delivery.forwarder import Forwarder
     from healthway.domain.passwords import Passwords
     from healthway.net.outbound import OutboundGuard
     from healthway.services.intake import Intake
     from healthway.services.jwks_fetcher import JwksFetcher
     from healthway.services.login import PasswordChecker
-    from healthway.services.oauth_clients import OAuthServer
+    from healthway.services.oauth_server import OAuthServer
     from healthway.services.ratelimit import BruteForceGuard, RateLimiter
     from healthway.settings import Settings
     from healthway.storage.db import Database

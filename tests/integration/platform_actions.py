@@ -31,8 +31,8 @@ from healthway.services import (
     mllp_peers,
     oauth_keys,
     organizations,
+    personal_tokens,
     subscriptions,
-    tokens,
 )
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.storage.models import Destination, EnvironmentRole, Log, Membership, Organization, Source, User
@@ -64,7 +64,7 @@ def make_member(
             EnvironmentRole(user_id=user.id, environment_id=env.id, role=env_role.value) for env in world.envs.values()
         )
     session.flush()
-    _, token = tokens.create(session, user=user, name="matrix", organization_id=world.org.id)
+    _, token = personal_tokens.create(session, user=user, name="matrix", organization_id=world.org.id)
     return user, token
 
 
@@ -149,7 +149,7 @@ def _known_password(session: Session, _world: World, caller: User) -> Ids:
 
 
 def _own_token(session: Session, _world: World, caller: User) -> Ids:
-    row, _ = tokens.create(session, user=caller, name="to revoke")
+    row, _ = personal_tokens.create(session, user=caller, name="to revoke")
     return {"token_id": row.id}
 
 

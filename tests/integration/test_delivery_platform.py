@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole
-from healthway.services import organizations, tokens, users
+from healthway.services import organizations, personal_tokens, users
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Delivery, Membership
 from healthway.testing import CHEAP_PASSWORDS
@@ -37,7 +37,7 @@ def role_headers(env: Env, role: EnvRole) -> dict[str, str]:
         session.add(Membership(user_id=user.id, organization_id=env.world.org.id, role="member"))
         session.flush()
         users.assign_env_role(session, user=user, environment=env.world.envs["development"], role=role)
-        _, token = tokens.create(session, user=user, name="t")
+        _, token = personal_tokens.create(session, user=user, name="t")
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -122,7 +122,7 @@ def test_roles_and_organizations_guard_destinations_and_subscriptions(env: Env) 
         )
         owner = users.find_by_email(session, "o@other.example.org")
         assert owner is not None and other.organization
-        _, outsider_token = tokens.create(session, user=owner, name="t")
+        _, outsider_token = personal_tokens.create(session, user=owner, name="t")
     outsider = {"Authorization": f"Bearer {outsider_token}"}
     assert env.client.get(f"/platform/v1/destinations/{hook['id']}", headers=outsider).status_code == 404
     assert env.client.delete(f"/platform/v1/destinations/{hook['id']}", headers=outsider).status_code == 404

@@ -12,7 +12,7 @@ import pytest
 from healthway.services.group_commit import GroupCommitter
 from prometheus_client import CollectorRegistry
 
-from healthway.delivery.attempts import Policy
+from healthway.delivery.attempts import RetryPolicy
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.pg_listen import PgListener
 from healthway.delivery.senders import Senders
@@ -122,7 +122,7 @@ def test_a_running_worker_is_woken_by_commits_and_stops_listening_when_stopped(d
     worker = DeliveryWorker(
         db=db,
         clock=utcnow,
-        policy=Policy(max_age=timedelta(hours=1)),
+        policy=RetryPolicy(max_age=timedelta(hours=1)),
         metrics=DeliveryMetrics(CollectorRegistry()),
         guard=loopback_guard(),
         senders=Senders({"webhook": RecordingSender()}),

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
-from healthway.delivery.attempts import Policy
+from healthway.delivery.attempts import RetryPolicy
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Message, Senders, Target
 from healthway.delivery.worker import DeliveryWorker, WorkerOptions
@@ -38,7 +38,7 @@ def make_worker(db: Database, clock: FakeClock, sender: RecordingSender, max_age
     return DeliveryWorker(
         db=db,
         clock=clock,
-        policy=Policy(max_age=timedelta(seconds=max_age)),
+        policy=RetryPolicy(max_age=timedelta(seconds=max_age)),
         metrics=DeliveryMetrics(CollectorRegistry()),
         guard=loopback_guard(),
         senders=Senders({"webhook": sender, "mllp": sender}),

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole
-from healthway.services import logs, tokens, users
+from healthway.services import logs, personal_tokens, users
 from healthway.services.paging import EnvironmentScope
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Membership
@@ -31,7 +31,7 @@ def _user_token(env: Env, email: str, environment: str, role: EnvRole | None) ->
         session.add(Membership(user_id=user.id, organization_id=env.world.org.id, role="member"))
         session.flush()
         users.assign_env_role(session, user=user, environment=env.world.envs[environment], role=role)
-        _, token = tokens.create(session, user=user, name="t")
+        _, token = personal_tokens.create(session, user=user, name="t")
     return {"Authorization": f"Bearer {token}"}
 
 

@@ -11,7 +11,7 @@ from joserfc.jwk import ECKey
 
 from healthway.domain.actors import CLI
 from healthway.errors import NotFound
-from healthway.services import oauth_keys, tokens, users
+from healthway.services import oauth_keys, personal_tokens, users
 from healthway.services.oauth_keys import KeyMaterial
 from healthway.storage.db import Database
 from healthway.storage.models import AuditEvent, Environment
@@ -32,7 +32,7 @@ def admin(h: Harness) -> dict[str, str]:
     with h.hw.db.session() as session:
         user = users.find_by_email(session, "admin@northwind.example.org")
         assert user is not None
-        _, token = tokens.create(session, user=user, name="oauth tests")
+        _, token = personal_tokens.create(session, user=user, name="oauth tests")
     return {"Authorization": f"Bearer {token}"}
 
 

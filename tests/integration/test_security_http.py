@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from healthway import logconfig
 from healthway.app import Healthway, build
-from healthway.delivery.attempts import Policy
+from healthway.delivery.attempts import RetryPolicy
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Senders
 from healthway.delivery.worker import DeliveryWorker
@@ -273,7 +273,7 @@ def test_delivery_metrics_name_destination_kinds_never_destination_ids(db: Datab
     worker = DeliveryWorker(
         db=db,
         clock=clock,
-        policy=Policy(max_age=timedelta(hours=1)),
+        policy=RetryPolicy(max_age=timedelta(hours=1)),
         metrics=DeliveryMetrics(registry),
         senders=Senders({"webhook": sender}),
         guard=loopback_guard(),

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole
 from healthway.errors import AlreadyInitialized, NotFound, UnknownEnvironment
-from healthway.services import audit, organizations, sources, tokens
+from healthway.services import audit, organizations, personal_tokens, sources
 from healthway.storage.db import Database
 from healthway.storage.models import (
     AuditEvent,
@@ -101,10 +101,10 @@ def test_personal_access_token_is_stored_as_digest_only(db: Database) -> None:
         stored = session.scalar(sa.select(PersonalAccessToken))
         assert stored is not None and world.admin_token.startswith("hwpat_")
         assert world.admin_token not in stored.token_digest
-        row = tokens.authenticate(session, world.admin_token)
+        row = personal_tokens.authenticate(session, world.admin_token)
         assert row is not None and row.user_id == world.admin.id
-        assert tokens.authenticate(session, world.admin_token + "x") is None
-        assert tokens.authenticate(session, "hwsk_" + world.admin_token[6:]) is None
+        assert personal_tokens.authenticate(session, world.admin_token + "x") is None
+        assert personal_tokens.authenticate(session, "hwsk_" + world.admin_token[6:]) is None
 
 
 def test_source_create_and_unknown_environment(db: Database) -> None:

@@ -20,7 +20,7 @@ from healthway import logconfig
 from healthway.domain.actors import CLI
 from healthway.domain.passwords import Passwords
 from healthway.errors import ConfigurationError, HealthwayError
-from healthway.services import organizations, tokens, users
+from healthway.services import organizations, personal_tokens, users
 from healthway.settings import Settings
 from healthway.storage.db import Database, describe, parse_url, sqlite_file
 from healthway.storage.models import Environment
@@ -168,7 +168,7 @@ def init(
         )
         owner = users.find_by_email(session, created.owner_email)
         assert owner is not None
-        _, token = tokens.create(session, user=owner, name="initial", organization_id=created.organization.id)
+        _, token = personal_tokens.create(session, user=owner, name="initial", organization_id=created.organization.id)
         url = load_settings().public_url
     result: dict[str, Any] = {"organization_id": created.organization.id, "admin_email": created.owner_email}
     if created.owner_password:

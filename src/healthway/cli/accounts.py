@@ -17,7 +17,7 @@ from healthway.cli import JsonFlag, OrgOption, app, database_session, emit, fail
 from healthway.domain.actors import CLI
 from healthway.domain.permissions import EnvRole, OrgRole
 from healthway.errors import InvalidRequest, NotFound
-from healthway.services import invitations, organizations, tokens, users
+from healthway.services import invitations, organizations, personal_tokens, users
 from healthway.services.paging import every
 from healthway.storage.models import User, utcnow
 
@@ -149,7 +149,7 @@ def token_create(
         if user is None:
             raise NotFound("no user with that e-mail")
         organization_id = _membership(session, user, org)
-        row, token = tokens.issue(session, actor=CLI, user=user, name=name, organization_id=organization_id)
+        row, token = personal_tokens.issue(session, actor=CLI, user=user, name=name, organization_id=organization_id)
     emit({"token": token, "name": row.name}, as_json=as_json, text=f"{token}   (personal access token, shown once)")
 
 
@@ -163,8 +163,8 @@ def token_revoke(
     if (token_id is None) == (token is None):
         fail("give exactly one of --id and --token")
     with database_session() as session:
-        row = tokens.find_for(session, actor=CLI, token_id=token_id, token=token)
-        tokens.revoke(session, actor=CLI, token=row, now=utcnow())
+        row = personal_tokens.find_for(session, actor=CLI, token_id=token_id, token=token)
+        personal_tokens.revoke(session, actor=CLI, token=row, now=utcnow())
     emit({"id": row.id, "revoked": True}, as_json=as_json, text=f"Revoked token {row.name!r} ({row.id})")
 
 

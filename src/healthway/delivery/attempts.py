@@ -25,7 +25,7 @@ TABLES = Delivery.metadata.tables  # Core tables: these statements need no unit-
 
 
 @dataclass(frozen=True)
-class Policy:
+class RetryPolicy:
     """When to stop retrying; the schedule is DESIGN §2's unless a test shortens it."""
 
     max_age: timedelta
@@ -42,7 +42,7 @@ class Sent:
     finished_at: datetime
 
 
-def record(session: Session, attempts: Sequence[Sent], *, policy: Policy) -> set[str]:
+def record(session: Session, attempts: Sequence[Sent], *, policy: RetryPolicy) -> set[str]:
     """Store the attempts and move each delivery on: finished, or rescheduled per the retry policy (its lease is
     dropped either way). Returns the IDs of the logs that have a finished delivery now.
 
@@ -106,7 +106,7 @@ _MOVE_ON = (
 
 
 def _next_state(
-    attempt: Sent, number: int, created_at: datetime, policy: Policy
+    attempt: Sent, number: int, created_at: datetime, policy: RetryPolicy
 ) -> tuple[DeliveryStatus, datetime | None]:
     """(status, next attempt time) after attempt ``number``."""
     next_attempt_at = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from healthway.delivery.attempts import Policy, Sent, record
+from healthway.delivery.attempts import RetryPolicy, Sent, record
 from healthway.delivery.senders import Message, Target
 from healthway.delivery.settling import settle_logs
 from healthway.storage import queue
@@ -55,7 +55,7 @@ def _outgoing(row: sa.Row[str, str, str, str, str | None, int, Destination], pay
     return Outgoing(delivery_id, log_id, target, message, destination.enabled)
 
 
-def record_lane(session: Session, claimed: list[str], results: list[Sent], *, policy: Policy) -> None:
+def record_lane(session: Session, claimed: list[str], results: list[Sent], *, policy: RetryPolicy) -> None:
     """Store the lane's attempts (in the order they were sent), give back the deliveries it did not attempt,
     and settle the logs that have a finished delivery."""
     finished_logs = record(session, results, policy=policy)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry
 
-from healthway.delivery.attempts import Policy, Sent
+from healthway.delivery.attempts import RetryPolicy, Sent
 from healthway.delivery.lanes import Outgoing, load_outgoing, record_lane
 from healthway.delivery.metrics import DeliveryMetrics
 from healthway.delivery.senders import Senders, default_senders
@@ -69,7 +69,7 @@ class DeliveryWorker:
         *,
         db: Database,
         clock: Clock,
-        policy: Policy,
+        policy: RetryPolicy,
         metrics: DeliveryMetrics,
         guard: OutboundGuard,
         senders: Senders | None = None,
@@ -295,7 +295,7 @@ def build_worker(
     senders: Senders | None = None,
 ) -> DeliveryWorker:
     """The worker ``build()`` wires into every Healthway (it starts with the server)."""
-    policy = Policy(max_age=timedelta(seconds=max_age_seconds))
+    policy = RetryPolicy(max_age=timedelta(seconds=max_age_seconds))
     metrics_ = DeliveryMetrics(metrics)
     return DeliveryWorker(
         db=db, clock=clock, policy=policy, metrics=metrics_, guard=guard, senders=senders, host_keys=host_keys

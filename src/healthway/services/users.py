@@ -17,7 +17,7 @@ from healthway.domain.passwords import Passwords, check_policy
 from healthway.domain.permissions import EnvRole, OrgRole, Permission, grants_phi, permission_change
 from healthway.domain.secrets import generate_password
 from healthway.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
-from healthway.services import audit, authz, callers, tokens
+from healthway.services import audit, authz, callers, personal_tokens
 from healthway.services.paging import Page, View
 from healthway.storage.models import (
     Environment,
@@ -194,7 +194,7 @@ def remove_member(session: Session, *, actor: Actor, organization: Organization,
     session.execute(
         sa.delete(Membership).where(Membership.user_id == user.id, Membership.organization_id == organization.id)
     )
-    revoked = tokens.revoke_bound(session, user=user, organization_id=organization.id, now=now)
+    revoked = personal_tokens.revoke_bound(session, user=user, organization_id=organization.id, now=now)
     audit.record(
         session,
         actor=actor,

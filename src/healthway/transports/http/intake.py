@@ -14,7 +14,7 @@ from healthway.domain import messages, scopes
 from healthway.domain.messages import ContentType
 from healthway.errors import HealthwayError
 from healthway.transports.http import sync
-from healthway.transports.http.data_wire import (
+from healthway.transports.http.data_endpoints import (
     accept,
     fhir_error,
     json_response,

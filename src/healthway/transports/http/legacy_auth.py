@@ -19,7 +19,7 @@ from healthway.errors import HealthwayError, InvalidRequest, LegacyKeysDisabled,
 from healthway.runtime import Healthway
 from healthway.services import legacy_keys
 from healthway.services.legacy_keys import TokenPair
-from healthway.transports.http.data_wire import json_response, parse_json, read_body
+from healthway.transports.http.data_endpoints import json_response, parse_json, read_body
 from healthway.transports.http.errors import render
 
 MAX_BODY = 64 * 1024

@@ -21,7 +21,7 @@ from healthway.domain import jwk, scopes
 from healthway.domain.messages import ContentType
 from healthway.errors import InvalidClient, OAuthInvalidRequest, RateLimited
 from healthway.runtime import Healthway
-from healthway.services.oauth_clients import OAuthServer, claimed_client
+from healthway.services.oauth_server import OAuthServer, claimed_client
 from healthway.transports.http.errors import rate_limit_headers
 
 MAX_FORM_BYTES = 64 * 1024

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from healthway.domain.messages import ContentType
-from healthway.transports.http.data_wire import FHIR_ISSUE_CODES
+from healthway.transports.http.data_endpoints import FHIR_ISSUE_CODES
 
 REF = "#/components/schemas/{model}"
 DATA_TOKEN = "accessToken"  # noqa: S105 (a scheme name) — bearer access token from /v2/auth/token or /auth/authenticate

@@ -22,7 +22,7 @@ from healthway.errors import HealthwayError, InvalidRequest
 from healthway.runtime import Healthway
 from healthway.services import sync_requests
 from healthway.services.intake import Submission
-from healthway.transports.http import data_wire
+from healthway.transports.http import data_endpoints
 from healthway.transports.http.bearer import Caller
 
 RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
@@ -51,7 +51,7 @@ async def data_model_query(
     route = await sync_requests.find_route(
         hw.db, source_id=caller.source.id, facts=facts, kinds=("webhook",), ids=meta.destination_ids
     )
-    sub = data_wire.submission(
+    sub = data_endpoints.submission(
         hw,
         caller,
         request,
@@ -76,7 +76,7 @@ async def data_model_query(
 async def fhir_read(request: Request) -> Response:
     """``GET /fhir/R4/{type}[/{id}]``: proxied to the source's FHIR destination; errors are OperationOutcomes."""
     try:
-        hw, caller, _ = await data_wire.accept(request)
+        hw, caller, _ = await data_endpoints.accept(request)
         resource_type, resource_id = request.path_params["type"], request.path_params.get("id")
         if not RESOURCE_TYPE.fullmatch(resource_type) or (resource_id and not RESOURCE_ID.fullmatch(resource_id)):
             raise InvalidRequest("not a FHIR resource type or id")
@@ -85,7 +85,7 @@ async def fhir_read(request: Request) -> Response:
         route = await sync_requests.find_route(hw.db, source_id=caller.source.id, facts=None, kinds=("fhir",))
         params = dict(request.query_params)
         line = f"GET {path}" + (f"?{request.url.query}" if request.url.query else "")
-        sub = data_wire.submission(
+        sub = data_endpoints.submission(
             hw,
             caller,
             request,
@@ -98,7 +98,7 @@ async def fhir_read(request: Request) -> Response:
             hw, route, sub, lambda: hw.forwarder.fhir(route, method="GET", path=path, params=params)
         )
     except HealthwayError as exc:
-        return data_wire.fhir_error(exc)
+        return data_endpoints.fhir_error(exc)
     media_type = answer.content_type or ContentType.FHIR_JSON
     return Response(answer.body, status_code=answer.status_code, media_type=media_type)
 

@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 from healthway.domain.actors import Actor
 from healthway.errors import Unauthenticated
 from healthway.runtime import Healthway
-from healthway.services import tokens
+from healthway.services import personal_tokens
 from healthway.services.paging import Page
 
 
@@ -26,7 +26,7 @@ def current_actor(request: Request) -> Actor:
     hw = get_healthway(request)
     address = request.client.host if request.client else None
     with hw.db.session() as session:
-        actor = tokens.actor_for(session, token.strip(), now=hw.clock(), address=address)
+        actor = personal_tokens.actor_for(session, token.strip(), now=hw.clock(), address=address)
     if actor is None:
         raise Unauthenticated("invalid, expired or revoked personal access token")
     return actor

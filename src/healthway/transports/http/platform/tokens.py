@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from healthway.domain.actors import Actor
 from healthway.errors import Unauthenticated
 from healthway.runtime import Healthway
-from healthway.services import login, tokens, users
+from healthway.services import login, personal_tokens, users
 from healthway.transports.http.platform.deps import (
     ActorDep,
     Cursor,
@@ -61,21 +61,21 @@ async def create_token(
 
 def _issue(hw: Healthway, actor: Actor, name: str, requested: str | None) -> dict[str, Any]:
     with hw.db.session() as session:
-        return tokens.issue_own(session, actor=actor, name=name, organization_id=requested)
+        return personal_tokens.issue_own(session, actor=actor, name=name, organization_id=requested)
 
 
 @router.get("/tokens")
 def list_tokens(hw: HealthwayDep, actor: ActorDep, limit: Limit = 100, cursor: Cursor = None) -> dict[str, Any]:
     """The caller's own active tokens; never their values."""
     with hw.db.session() as session:
-        return listing("tokens", tokens.list_page(session, actor=actor, cursor=cursor, limit=limit))
+        return listing("tokens", personal_tokens.list_page(session, actor=actor, cursor=cursor, limit=limit))
 
 
 @router.delete("/tokens/{token_id}", status_code=204)
 def revoke_token(token_id: str, hw: HealthwayDep, actor: ActorDep) -> None:
     with hw.db.session() as session:
-        row = tokens.find_for(session, actor=actor, token_id=token_id)
-        tokens.revoke(session, actor=actor, token=row, now=hw.clock())
+        row = personal_tokens.find_for(session, actor=actor, token_id=token_id)
+        personal_tokens.revoke(session, actor=actor, token=row, now=hw.clock())
 
 
 async def _authenticate(hw: Healthway, request: Request, organization: str | None) -> Actor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from healthway.services.oauth_clients import claimed_client
+from healthway.services.oauth_server import claimed_client
 from healthway.testing import make_key_pair
 
 
