@@ -1,10 +1,11 @@
 """The intake door: every transport's messages come in by ``Intake.accept`` (or ``accept_many``).
 
 A transport authenticates its peer, validates what it read and builds a ``Submission`` (HTTP in
-``transports/http/data_endpoints.py``; HL7v2 frames in ``transports/mllp/frames.py``; files next); ``accept`` stores it as one Log row (raw bytes +
-metadata) with its deliveries and returns only once that is committed: durable before acknowledged. Writes go
-through the group committer (one transaction and one fsync for every message arriving meanwhile); a commit that
-queued deliveries wakes the delivery workers at once (``storage.db``'s after-commit hook).
+``transports/http/data_endpoints.py``, HL7v2 frames in ``transports/mllp/frames.py``; files next); ``accept``
+stores it as one Log row (raw bytes + metadata) with its deliveries and returns only once that is committed:
+durable before acknowledged. Writes go through the group committer (one transaction and one fsync for every
+message arriving meanwhile); a commit that queued deliveries wakes the delivery workers at once (``storage.db``'s
+after-commit hook).
 
 Duplicates (same source + Idempotency-Key or MSH-10 within 24 h) are answered with the original receipt and not
 routed again; the same Idempotency-Key with a different body is refused.
