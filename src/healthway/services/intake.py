@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from healthway.domain.delivery_states import LogStatus
 from healthway.errors import UnprocessableEntity
 from healthway.services import deliveries
 from healthway.storage.db import Database
@@ -114,7 +115,7 @@ def store(session: Session, submission: Submission) -> Receipt:
         meta={"request": submission.meta, "response": submission.response, "_attempt_id": str(uuid.uuid4())},
         payload=submission.payload,
         received_at=submission.received_at,
-        status="received",
+        status=LogStatus.RECEIVED,
     )
     # A Core insert: the log is never changed in this transaction, so the unit of work has nothing to track.
     session.execute(sa.insert(LOGS), {column.key: getattr(log, column.key) for column in LOGS.columns})
