@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from healthway.services.group_commit import GroupCommitter
 from prometheus_client import CollectorRegistry
 
 from healthway.delivery.attempts import RetryPolicy
@@ -21,6 +20,7 @@ from healthway.domain.actors import CLI
 from healthway.services import deliveries, replay
 from healthway.storage import queue
 from healthway.storage.db import Database
+from healthway.storage.group_commit import GroupCommitter
 from healthway.storage.models import utcnow
 from healthway.testing import RecordingSender, loopback_guard
 from tests.factories import make_destination, make_log, make_org, make_source, make_subscription

@@ -33,7 +33,8 @@ from healthway.delivery.senders import Message, Target
 from healthway.delivery.senders.mllp import MllpSender
 from healthway.domain.actors import CLI
 from healthway.domain.audit import AuditAction
-from healthway.domain.retry import AttemptResult, Outcome
+from healthway.domain.delivery_states import AttemptOutcome
+from healthway.domain.retry import AttemptResult
 from healthway.runtime import Healthway, Part, running
 from healthway.services import mllp_peers
 from healthway.services.logs import LogFilter, list_page
@@ -378,7 +379,7 @@ def test_the_raw_bytes_are_kept_as_received_with_the_charset_and_peer(node: Node
 def test_gateway_to_gateway_a_healthway_mllp_destination_delivers_here(node: Node) -> None:
     target = Target("other-healthway", "mllp", {"host": "127.0.0.1", "port": node.port})
     results = deliver(target, ADT_A01, ORU_R01)
-    assert [(r.outcome, r.response_code) for r in results] == [(Outcome.DELIVERED, "AA")] * 2
+    assert [(r.outcome, r.response_code) for r in results] == [(AttemptOutcome.DELIVERED, "AA")] * 2
     assert [log.control_id for log in node.logs()] == ["HWS-A01-0001", "HWS-R01-0001"]
 
 

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from healthway.delivery.senders import Target
-from healthway.domain.retry import Outcome
+from healthway.domain.delivery_states import AttemptOutcome
 from healthway.storage.db import Database
 from tests.integration.test_mllp_listener import (
     ADT_A01,
@@ -165,5 +165,5 @@ def test_gateway_to_gateway_over_mutual_tls(db: Database, pki: Pki) -> None:
     with serving(db, client_cert_sha256=pki.fingerprint("client"), **tls_settings(pki, client_ca=True)) as node:
         target = Target("other-healthway", "mllp", {"host": "127.0.0.1", "port": node.port, "tls": True} | pem)
         [result] = deliver(target, ADT_A01)
-        assert (result.outcome, result.response_code) == (Outcome.DELIVERED, "AA")
+        assert (result.outcome, result.response_code) == (AttemptOutcome.DELIVERED, "AA")
         assert [log.control_id for log in node.logs()] == ["HWS-A01-0001"]
