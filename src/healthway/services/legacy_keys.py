@@ -150,7 +150,11 @@ def _spend(session: Session, token_digest: str, api_key: str, now: datetime) -> 
 def _refuse_refresh(session: Session, token_digest: str | None, api_key: str, now: datetime) -> NoReturn:
     """Why a refresh token could not be spent: unknown, not this key's, revoked or expired; or already spent
     (a reuse: the family is revoked)."""
-    row = session.get(RefreshToken, token_digest, populate_existing=True) if token_digest else None
+    # FOR UPDATE: concurrent reuses of one token queue on its row before revoking the family, instead of
+    # updating the family's rows in different orders and deadlocking (a 503) on PostgreSQL.
+    row = (
+        session.get(RefreshToken, token_digest, populate_existing=True, with_for_update=True) if token_digest else None
+    )
     if row is None or row.legacy_api_key != api_key or row.revoked_at is not None or row.expires_at <= now:
         raise Unauthenticated("invalid refresh token")
     _revoke_family(session, row.family_id, now)
