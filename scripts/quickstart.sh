@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install, initialize on first run (printing the URL, the first admin's credentials once and three next steps),
 # and serve with the embedded defaults: SQLite in the user's data directory (~/.local/share/healthway unless
-# HEALTHWAY_DATA_DIR says otherwise), HTTP on 8080 (MLLP and SFTP listeners are not built yet).
+# HEALTHWAY_DATA_DIR says otherwise), HTTP on 8080 and MLLP on 2575 (the SFTP listener is not built yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
