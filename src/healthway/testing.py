@@ -14,11 +14,11 @@ from typing import Any
 
 import orjson
 from argon2 import PasswordHasher
+from fastapi import FastAPI
 from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from limits import RateLimitItem, WindowStats
-from starlette.applications import Starlette
 
 from healthway.delivery.senders import Message, Target
 from healthway.domain.delivery_states import AttemptOutcome
@@ -36,7 +36,7 @@ CHEAP_PASSWORDS = Passwords(PasswordHasher(time_cost=1, memory_cost=8 * 1024, pa
 CLI's ``Parts``. Its hashes verify with the real parameters too (a hash carries its own), only faster."""
 
 
-def http_app(hw: Healthway) -> Starlette:
+def http_app(hw: Healthway) -> FastAPI:
     """``hw``'s HTTP app whose lifespan runs ``hw``'s parts, as ``TestClient`` needs (in production ``server.run``
     runs the parts and uvicorn is one of them)."""
     app = create_app(hw)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,8 +20,9 @@ from healthway.storage.models import User
 from tests.e2e.conftest import Cli
 
 
-def _json(result: object) -> dict[str, object]:
-    return json.loads(result.stdout)  # type: ignore[attr-defined]
+def _json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(result.stdout)
+    return value
 
 
 def _assert_one_line_error(result: object, *needles: str) -> None:

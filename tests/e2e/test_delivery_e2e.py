@@ -31,7 +31,7 @@ def receiver(port: int = 0) -> Iterator[HTTPServer]:
         server.stop()
 
 
-def setup(cli: Cli, hook_url: str, **env: str) -> dict[str, Any]:
+def setup(cli: Cli, hook_url: str, **env: Any) -> dict[str, Any]:
     """init, a source with a legacy key, a webhook destination and a FIFO subscription, all through the CLI."""
     cli.invoke("init", "--admin-email", "admin@example.org", "--if-needed", **env)
     source = json.loads(cli.invoke("source", "create", "--env", "development", "--name", "EHR", "--json", **env).stdout)

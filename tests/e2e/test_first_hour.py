@@ -22,7 +22,8 @@ def _json(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 def test_every_directory_finds_the_one_installation_and_nothing_else_creates_one(cli: Cli, tmp_path: Path) -> None:
     env = {k: v for k, v in cli.env.items() if k != "HEALTHWAY_DATA_DIR"} | {"XDG_DATA_HOME": str(tmp_path / "xdg")}
     here, there = tmp_path / "here", tmp_path / "there"
-    here.mkdir(), there.mkdir()
+    here.mkdir()
+    there.mkdir()
     database = tmp_path / "xdg" / "healthway" / "healthway.db"
 
     before = Cli(env, there).invoke("source", "create", "--env", "development", "--name", "EHR", check=False)

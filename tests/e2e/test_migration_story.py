@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import httpx
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
 from joserfc.jwk import RSAKey
 
 from tests.e2e.conftest import Cli, start_server

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from authlib.integrations.base_client import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
-from authlib.oauth2.rfc7523 import PrivateKeyJWT
+from authlib.integrations.base_client import OAuthError  # type: ignore[import-untyped]
+from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]
+from authlib.oauth2.rfc7523 import PrivateKeyJWT  # type: ignore[import-untyped]
 from joserfc.jwk import ECKey, RSAKey
 from pytest_httpserver import HTTPServer
 

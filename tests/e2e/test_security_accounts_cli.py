@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -15,7 +16,7 @@ from healthway.testing import CHEAP_PASSWORDS
 from tests.e2e.conftest import Cli
 
 
-def _json(cli: Cli, *args: str) -> dict[str, object]:
+def _json(cli: Cli, *args: str) -> dict[str, Any]:
     return dict(json.loads(cli.invoke(*args, "--json").stdout))
 
 
@@ -49,14 +50,14 @@ def test_set_password_generates_a_must_change_one_or_takes_a_file(cli: Cli, tmp_
     assert len(changes) == 2
     cli.invoke("user", "remove", "--email", "nurse@example.org")
     listed = _json(cli, "user", "list")
-    assert [u["email"] for u in listed["users"]] == ["admin@example.org"]  # type: ignore[union-attr, index]
+    assert [u["email"] for u in listed["users"]] == ["admin@example.org"]
 
 
 def test_cli_replay_to_a_new_destination_is_audited_as_a_disclosure(cli: Cli) -> None:
     cli.invoke("init", "--org", "Northwind", "--admin-email", "admin@example.org")
     source = _json(cli, "source", "create", "--env", "production", "--name", "EHR")
     hook = ["--kind", "webhook", "--url", "http://127.0.0.1:9/hook"]
-    allow = {"HEALTHWAY_ALLOW_LOOPBACK_DESTINATIONS": "1", "HEALTHWAY_ALLOW_HTTP_DESTINATIONS": "1"}
+    allow: dict[str, Any] = {"HEALTHWAY_ALLOW_LOOPBACK_DESTINATIONS": "1", "HEALTHWAY_ALLOW_HTTP_DESTINATIONS": "1"}
     result = cli.invoke("destination", "create", "--env", "production", "--name", "Hook", *hook, "--json", **allow)
     destination = json.loads(result.stdout)
     payload = b'{"Meta": {"DataModel": "PatientAdmin", "EventType": "NewPatient"}}'
@@ -76,7 +77,7 @@ def test_cli_replay_to_a_new_destination_is_audited_as_a_disclosure(cli: Cli) ->
         session.flush()
         log_id = log.id
     replayed = _json(cli, "logs", "replay", log_id, "--destination", str(destination["id"]))
-    assert [d["destination_id"] for d in replayed["deliveries"]] == [destination["id"]]  # type: ignore[union-attr]
+    assert [d["destination_id"] for d in replayed["deliveries"]] == [destination["id"]]
     with db.session() as session:
         [disclosure] = session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "payload:view")).all()
         assert disclosure.subject_id == log_id and disclosure.summary["via"] == "replay"

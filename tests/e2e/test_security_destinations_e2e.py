@@ -95,7 +95,17 @@ def test_the_cli_applies_the_same_destination_rules(cli: Cli, tmp_path: Path) ->
     assert cli.invoke(*hook, "Local", "--url", "http://127.0.0.1:9/in", "--json").returncode == 0  # opted in
     # Item 12: an SFTP host key fingerprint, when given, must be one (without one, the first key met is pinned).
     (tmp_path / "pw").write_text("pw-123\n")
-    sftp = ("destination", "create", "--env", "development", "--kind", "sftp", "--name", "Drop", "--host")
+    sftp: tuple[str, ...] = (
+        "destination",
+        "create",
+        "--env",
+        "development",
+        "--kind",
+        "sftp",
+        "--name",
+        "Drop",
+        "--host",
+    )
     sftp += ("files.example.org", "--port", "22", "--username", "u", "--password-file", str(tmp_path / "pw"))
     assert "host_key_sha256 must be a SHA256 fingerprint" in refused(*sftp, "--host-key-sha256", "MD5:ab")
     assert "host_key_sha256" not in json.loads(cli.invoke(*sftp, "--path", "/in", "--json").stdout)["config"]

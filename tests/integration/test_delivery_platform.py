@@ -17,7 +17,7 @@ from healthway.storage.models import AuditEvent, Delivery, Membership
 from healthway.testing import CHEAP_PASSWORDS
 from tests.integration.test_intake import NEW_PATIENT, Env, make_env
 
-HL7_FILTER = {"message_types": ["ADT^*"]}
+HL7_FILTER: dict[str, Any] = {"message_types": ["ADT^*"]}
 
 
 @pytest.fixture

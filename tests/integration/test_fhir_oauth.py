@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey, RSAKey
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -53,7 +53,7 @@ class Peer:
 
     server: HTTPServer
     method: str = "client_secret_basic"
-    public_key: RSAKey | ECKey | None = None
+    public_key: RSAKey | ECKey | OKPKey | None = None
     alg: str = "RS384"
     expires_in: Any = 3600
     refuse: bool = False
@@ -104,6 +104,7 @@ class Peer:
     def _assertion_ok(self, form: dict[str, str]) -> bool:
         if form.get("client_assertion_type") != JWT_BEARER or "client_secret" in form:
             return False
+        assert self.public_key is not None, "a private_key_jwt peer is given the client's public key"
         try:
             token = jwt.decode(form["client_assertion"], self.public_key, algorithms=[self.alg])
             now = int(time.time())

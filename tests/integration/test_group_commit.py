@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from healthway.errors import HealthwayError, InvalidRequest, StorageUnavailable
 from healthway.storage.db import Database
-from healthway.storage.group_commit import GroupCommitter
+from healthway.storage.group_commit import GroupCommitter, Work
 from healthway.storage.models import Log
 from tests.factories import make_org, make_source
 
@@ -55,7 +56,12 @@ def test_concurrent_units_share_batches_and_failures_stay_isolated(db: Database)
     async def main() -> list[object]:
         committer = GroupCommitter(db)
         original = committer._commit
-        committer._commit = lambda works: batches.append(len(works)) or original(works)  # type: ignore[method-assign]
+
+        def counted(works: list[Work]) -> Any:
+            batches.append(len(works))
+            return original(works)
+
+        committer._commit = counted  # type: ignore[method-assign]
         await committer.start()
         results = await asyncio.gather(*(committer.submit(unit(i)) for i in range(50)), return_exceptions=True)
         await committer.stop()
@@ -95,7 +101,7 @@ def test_a_unit_breaking_a_constraint_fails_alone(db: Database) -> None:
             committer.submit(unit(source_id)), committer.submit(unit("no-such-source")), return_exceptions=True
         )
         await committer.stop()
-        return results
+        return list(results)
 
     good, bad = asyncio.run(main())
     assert good is None and type(bad) is HealthwayError  # a 500 for the broken unit only
@@ -112,7 +118,7 @@ def test_an_unreachable_database_fails_every_unit_with_503() -> None:
             *(committer.submit(lambda s: s.execute(sa.text("SELECT 1"))) for _ in range(3)), return_exceptions=True
         )
         await committer.stop()
-        return results
+        return list(results)
 
     assert all(isinstance(r, StorageUnavailable) and r.status_code == 503 for r in asyncio.run(main()))
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import limits
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -188,7 +189,7 @@ def test_one_key_per_source_and_the_org_switch(env: Env) -> None:
 
 
 def test_failed_attempts_are_throttled_per_key_then_recover(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/2 seconds"))
+    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", limits.parse("3/2 seconds"))
     limiter, windows = settable_rate_limiter()
     for env in make_env(db, rate_limiter=limiter):
         for _ in range(3):

@@ -221,8 +221,8 @@ def test_mutual_tls_presents_the_client_certificate_and_loads_the_context_once(
             sender = MllpSender(guard=loopback_guard(), timeout=5)
             try:
                 # Two destinations with the same files: two connections, one SSL context.
-                first = await sender.send(tls_target(peer.port, target_id="a", **files), hl7_message("M1"))
-                second = await sender.send(tls_target(peer.port, target_id="b", **files), hl7_message("M2"))
+                first = await sender.send(tls_target(peer.port, "127.0.0.1", "a", **files), hl7_message("M1"))
+                second = await sender.send(tls_target(peer.port, "127.0.0.1", "b", **files), hl7_message("M2"))
                 assert len(sender._connections) == 2
             finally:
                 await sender.aclose()

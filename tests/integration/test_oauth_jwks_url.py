@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import orjson
 import pytest
 from pytest_httpserver import HTTPServer
@@ -40,7 +40,7 @@ class UrlClient:
         headers = {"Cache-Control": f"max-age={max_age}"}
         self.server.expect_request(JWKS_PATH).respond_with_data(body, headers=headers, content_type="application/json")
 
-    def token(self, pair: KeyPair, **header: str) -> httpx.Response:
+    def token(self, pair: KeyPair, **header: str) -> httpx2.Response:
         claims = assertion_claims(self.client_id, AUD, now=self.h.clock().timestamp())
         return self.h.token(pair.sign(claims, header or None))
 

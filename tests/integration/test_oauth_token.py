@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from fastapi.testclient import TestClient
 from joserfc import jws
 from starlette.requests import Request
@@ -82,7 +82,7 @@ class Harness:
             **extra,
         }
 
-    def token(self, assertion: str | None = None, **extra: str) -> httpx.Response:
+    def token(self, assertion: str | None = None, **extra: str) -> httpx2.Response:
         return self.client.post(TOKEN, data=self.form(assertion or self.assertion(), **extra))
 
     def add_key(self, pair: KeyPair, **kw: Any) -> str:
@@ -126,7 +126,9 @@ def make_harness(
 def raw_rs384(pair: KeyPair, header: dict[str, Any], claims: dict[str, Any]) -> str:
     """An RS384 JWS built by hand, for headers joserfc refuses to produce (so the server must refuse them)."""
     signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
-    signature = pair.private.raw_value.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA384())
+    key = pair.private.raw_value
+    assert isinstance(key, rsa.RSAPrivateKey)
+    signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA384())
     return f"{signing_input}.{b64(signature)}"
 
 
@@ -135,7 +137,7 @@ def h(db: Database) -> Iterator[Harness]:
     yield from make_harness(db)
 
 
-def refused(response: httpx.Response, status: int, error: str, description: str) -> None:
+def refused(response: httpx2.Response, status: int, error: str, description: str) -> None:
     """An RFC 6749 error body, no caching, no control characters, nothing echoed."""
     body = response.json()
     assert (response.status_code, body["error"]) == (status, error), body
@@ -145,7 +147,7 @@ def refused(response: httpx.Response, status: int, error: str, description: str)
     assert "eyJ" not in response.text  # no part of the assertion comes back
 
 
-def invalid_client(response: httpx.Response, description: str) -> None:
+def invalid_client(response: httpx2.Response, description: str) -> None:
     refused(response, 401, "invalid_client", description)
 
 
@@ -295,7 +297,9 @@ def test_es384_signature_of_zeros_is_refused(es: Harness) -> None:
 
 def test_es384_der_encoded_signature_is_refused(es: Harness) -> None:
     head, body, _ = es.assertion().split(".")
-    der = es.pair.private.raw_value.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA384()))
+    key = es.pair.private.raw_value
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    der = key.sign(f"{head}.{body}".encode(), ec.ECDSA(hashes.SHA384()))
     invalid_client(es.token(f"{head}.{body}.{b64(der)}"), "signature is invalid")
 
 
@@ -393,7 +397,8 @@ def test_exp_too_far_ahead_is_refused(h: Harness) -> None:
 
 @pytest.mark.parametrize("claim", ["iat", "nbf"])
 def test_iat_or_nbf_60_seconds_ahead_is_refused(h: Harness, claim: str) -> None:
-    invalid_client(h.token(h.assertion(**{claim: int(h.clock().timestamp()) + 60})), claim)
+    ahead: dict[str, Any] = {claim: int(h.clock().timestamp()) + 60}
+    invalid_client(h.token(h.assertion(**ahead)), claim)
 
 
 def test_unknown_client_is_refused(h: Harness) -> None:

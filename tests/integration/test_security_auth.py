@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
+import limits
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
@@ -71,11 +72,11 @@ class Setup:
         assert response.status_code == 200, response.text
         return str(response.json()["access_token"])
 
-    def post(self, token: str, body: bytes = SEND, path: str = "/endpoint", **headers: str) -> httpx.Response:
+    def post(self, token: str, body: bytes = SEND, path: str = "/endpoint", **headers: str) -> httpx2.Response:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **headers}
         return self.h.client.post(path, content=body, headers=headers)
 
-    def get(self, token: str, path: str) -> httpx.Response:
+    def get(self, token: str, path: str) -> httpx2.Response:
         return self.h.client.get(path, headers={"Authorization": f"Bearer {token}"})
 
     def legacy_key(self) -> tuple[str, str]:
@@ -152,14 +153,15 @@ def test_security_auth_environment_wide_key_still_covers_every_source(s: Setup) 
     body = {"environment": "development", "jwks": pair.public_jwks, "alg": "RS384"}
     key = s.h.client.post("/platform/v1/oauth-keys", json=body, headers=s.admin).json()
     token = s.h.token(_assertion(key["client_id"], pair, s.h.clock)).json()["access_token"]
-    assert s.post(token, **{"Healthway-Source-Id": s.h.source_id}).status_code == 202
+    source_header: dict[str, Any] = {"Healthway-Source-Id": s.h.source_id}
+    assert s.post(token, **source_header).status_code == 202
     assert key["all_sources"] is True and key["disabled"] is False
 
 
 # -- item 5: SMART scopes are enforced ----------------------------------------------------------------------------
 
 
-def _insufficient(response: httpx.Response, scope: str) -> None:
+def _insufficient(response: httpx2.Response, scope: str) -> None:
     assert response.status_code == 403, response.text
     challenge = response.headers["www-authenticate"]
     assert 'error="insufficient_scope"' in challenge and f'scope="{scope}"' in challenge
@@ -224,7 +226,7 @@ def test_security_auth_v2_read_scope_reads_fhir_and_queries(s: Setup, httpserver
 
 @pytest.fixture
 def strict(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/minute"))
+    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", limits.parse("3/minute"))
 
 
 @pytest.mark.usefixtures("strict")

@@ -176,7 +176,7 @@ def test_the_migration_converts_stored_paths_but_never_opens_the_database(
 WEBHOOK = {"kind": "webhook"}
 DEFAULTS: dict[str, Any] = {}
 HTTP_ONLY = {"allow_http_destinations": True}
-BOTH = {"allow_http_destinations": True, "allow_loopback_destinations": True}
+BOTH: dict[str, Any] = {"allow_http_destinations": True, "allow_loopback_destinations": True}
 
 
 REFUSALS: list[tuple[dict[str, Any], dict[str, Any]]] = [

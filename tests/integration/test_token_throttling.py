@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import limits
 import pytest
 
 from healthway.services import ratelimit
@@ -16,12 +17,12 @@ from tests.integration.test_oauth_token import AUD, Harness, make_harness
 
 @pytest.fixture
 def h(db: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/2 seconds"))
+    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", limits.parse("3/2 seconds"))
     yield from make_harness(db)
 
 
 def test_failures_are_throttled_per_client_then_recover(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", ratelimit.parse("3/2 seconds"))
+    monkeypatch.setattr(ratelimit, "FAILURES_PER_KEY", limits.parse("3/2 seconds"))
     limiter, windows = settable_rate_limiter()  # the window passes when told, not after a sleep
     for h in make_harness(db, rate_limiter=limiter):
         stranger = make_key_pair("RS384")  # signs with a key the client does not have

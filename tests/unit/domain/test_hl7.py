@@ -81,7 +81,7 @@ def test_a_frame_over_the_limit_raises_and_the_stream_goes_on(limit: int, over: 
     big, after = b"M" * (limit + over), b"N" * limit
     stream = hl7.frame(b"A" * limit) + hl7.frame(big) + hl7.frame(after)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
-    deframer, got, refused = Deframer(limit), [], []
+    deframer, got, refused = Deframer(limit), list[bytes](), list[FrameTooLarge]()
     for chunk in (stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)):
         pending = deframer.feed(chunk)
         while True:

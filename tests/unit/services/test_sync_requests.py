@@ -10,13 +10,13 @@ import pytest
 from sqlalchemy.orm import Session
 
 from healthway.domain.messages import ContentType
+from healthway.domain.sync_requests import Answer, Route
 from healthway.errors import BadGateway, GatewayTimeout, HealthwayError
 from healthway.services import sync_requests
 from healthway.services.intake import Submission
-from healthway.services.sync_requests import Answer
 from healthway.testing import FakeClock
 
-ROUTE = sync_requests.Route("subscription", "destination", "webhook", {})
+ROUTE = Route("subscription", "destination", "webhook", {})
 SUBMISSION = Submission("source", "env", "http", ContentType.JSON, b"{}", datetime(2026, 1, 1, tzinfo=UTC))
 
 
